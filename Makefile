@@ -1,0 +1,49 @@
+# sync-all: `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+PKG := github.com/studylab/sync-all
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X $(PKG)/internal/cli.version=$(VERSION) -X $(PKG)/internal/cli.commit=$(COMMIT) -X $(PKG)/internal/cli.date=$(BUILD_DATE)
+BIN := bin
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build bin/sync-all, bin/healthsim and bin/sync-all-demo
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: ## Run every test (starts its own throwaway PostgreSQL; or set TEST_DATABASE_URL)
+	$(GO) test -count=1 -timeout 30m ./...
+
+.PHONY: test-race
+test-race: ## Run every test with the race detector
+	$(GO) test -count=1 -race -timeout 45m ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks (store upserts against a real PostgreSQL, decoding, crypto)
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: migrate
+migrate: build ## Apply database migrations to DATABASE_URL
+	$(BIN)/sync-all migrate
+
+.PHONY: demo
+demo: build ## Run the real job end to end against a throwaway PostgreSQL and the simulator
+	$(BIN)/sync-all-demo --bin $(BIN)
+
+.PHONY: clean
+clean: ## Remove build output and the demo's state
+	rm -rf $(BIN) .demo
