@@ -7,7 +7,17 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/studylab/sync-all/internal/tokencrypt"
 )
+
+// requireTokenKey is the check of every command that writes tokens.
+func (c *Config) requireTokenKey() error {
+	if c.TokenKeys == nil && !c.AllowPlaintextTokens {
+		return usageErr("%s (or %s) is not set: OAuth tokens are encrypted at rest; generate a key with `head -c 32 /dev/urandom | base64` (or pass --allow-plaintext-tokens)", tokencrypt.EnvKey, tokencrypt.EnvKeyFile)
+	}
+	return nil
+}
 
 // Environment variables. A contract: operators' env files and the acceptance checks use them.
 const (
@@ -40,11 +50,16 @@ type Config struct {
 	AuthURL      string
 	TokenURL     string
 	RevokeURL    string
+	// TokenKeys encrypts OAuth tokens at rest (SYNC_TOKEN_KEY / SYNC_TOKEN_KEY_FILE); nil when
+	// none is configured, which only --allow-plaintext-tokens accepts for writing tokens.
+	TokenKeys            *tokencrypt.Keyring
+	AllowPlaintextTokens bool
 }
 
 // configFlags registers the flags that override the environment.
 func (c *Config) configFlags(fs *pflag.FlagSet, google bool) {
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (default $"+EnvDatabaseURL+")")
+	fs.BoolVar(&c.AllowPlaintextTokens, "allow-plaintext-tokens", false, "store OAuth tokens unencrypted when no "+tokencrypt.EnvKey+" is set (not recommended)")
 	if google {
 		fs.StringVar(&c.HealthAPIURL, "health-api-url", "", "Google Health API base URL (default $"+EnvHealthAPIURL+", else "+DefaultHealthAPIURL+")")
 		fs.StringVar(&c.AuthURL, "google-auth-url", "", "OAuth authorization URL (default $"+EnvAuthURL+", else "+DefaultAuthURL+")")
@@ -60,6 +75,11 @@ func (c *Config) resolveDatabase(getenv func(string) string) error {
 	if c.DatabaseURL == "" {
 		return usageErr("%s is not set: export %s=postgres://USER@HOST:5432/DB (or pass --database-url)", EnvDatabaseURL, EnvDatabaseURL)
 	}
+	keys, err := tokencrypt.FromEnv(getenv)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	c.TokenKeys = keys
 	if strings.Contains(c.DatabaseURL, "://") {
 		u, err := url.Parse(c.DatabaseURL)
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {

@@ -18,6 +18,7 @@ import (
 	"github.com/studylab/sync-all/internal/healthsim"
 	"github.com/studylab/sync-all/internal/pgtest"
 	"github.com/studylab/sync-all/internal/store"
+	"github.com/studylab/sync-all/internal/tokencrypt"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -57,6 +58,7 @@ type world struct {
 	st    *store.Store
 	dir   string
 	users map[string]store.User // by legacy id
+	key   string                // SYNC_TOKEN_KEY of the job
 	// secrets collects every secret that must never be printed.
 	extraSecrets []string
 }
@@ -75,7 +77,12 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	if o.start.IsZero() {
 		o.start = time.Date(2026, 12, 3, 14, 7, 0, 0, time.UTC)
 	}
-	w := &world{t: t, clock: &clock{t: o.start}, dir: t.TempDir(), users: map[string]store.User{}}
+	key, err := tokencrypt.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, clock: &clock{t: o.start}, dir: t.TempDir(), users: map[string]store.User{}, key: key}
+	w.extraSecrets = append(w.extraSecrets, key)
 	o.sim.Now = w.clock.Now
 	o.sim.Participants = o.participants
 	w.sim = healthsim.New(o.sim)
@@ -85,6 +92,10 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	w.dsn = pgtest.DSN(t)
 	st, err := store.Open(context.Background(), w.dsn)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The fixture's own store reads tokens the job encrypted.
+	if st.Keys, err = tokencrypt.ParseKeys(key); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
@@ -112,13 +123,14 @@ func (w *world) enroll(legacy string) store.User {
 
 func (w *world) env(extra ...string) map[string]string {
 	env := map[string]string{
-		EnvDatabaseURL:  w.dsn,
-		EnvClientID:     "sim-client",
-		EnvClientSecret: "sim-secret",
-		EnvHealthAPIURL: w.url + "/",
-		EnvAuthURL:      w.url + "/o/oauth2/v2/auth",
-		EnvTokenURL:     w.url + "/token",
-		EnvLogFile:      filepath.Join(w.dir, "logs", "sync.log"),
+		EnvDatabaseURL:    w.dsn,
+		EnvClientID:       "sim-client",
+		EnvClientSecret:   "sim-secret",
+		EnvHealthAPIURL:   w.url + "/",
+		EnvAuthURL:        w.url + "/o/oauth2/v2/auth",
+		EnvTokenURL:       w.url + "/token",
+		EnvLogFile:        filepath.Join(w.dir, "logs", "sync.log"),
+		tokencrypt.EnvKey: w.key,
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		env[extra[i]] = extra[i+1]
@@ -332,4 +344,13 @@ func TestRunSyncsEveryParticipantAndConverges(t *testing.T) {
 	}
 	w.assertAllMatch()
 	w.assertNoSecrets(r.stdout, r.stderr)
+
+	// Every token at rest is ciphertext.
+	var plain int
+	if err := w.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM fitbit_users WHERE refresh_token NOT LIKE 'enc:v1:%'`).Scan(&plain); err != nil {
+		t.Fatal(err)
+	}
+	if plain != 0 {
+		t.Errorf("%d participants still have a plaintext refresh token after refreshes", plain)
+	}
 }

@@ -38,7 +38,7 @@ func (o *MigrateOptions) run(ctx context.Context, e *Env) error {
 	if err := o.Config.resolveDatabase(e.Getenv); err != nil {
 		return err
 	}
-	st, err := openStore(ctx, o.Config.DatabaseURL)
+	st, err := openStore(ctx, o.Config)
 	if err != nil {
 		return err
 	}

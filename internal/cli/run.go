@@ -195,7 +195,10 @@ func (o *RunOptions) run(ctx context.Context, e *Env) error {
 // runLocked is the run proper, once the host lock is held.
 func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, date *health.Date) (int, error) {
 	started := e.Now()
-	st, err := openStore(ctx, o.Config.DatabaseURL)
+	if err := o.Config.requireTokenKey(); err != nil {
+		return 0, err
+	}
+	st, err := openStore(ctx, o.Config)
 	if err != nil {
 		return 0, err
 	}
@@ -244,6 +247,9 @@ func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, da
 		if run.ID, err = st.StartRun(ctx, run); err != nil {
 			return 0, abortErr(fmt.Errorf("record run start: %w", err))
 		}
+	}
+	if o.Config.TokenKeys == nil {
+		log.Warn("tokens are stored unencrypted", logging.KeyHint, "set SYNC_TOKEN_KEY_FILE; see deploy/sync-all.env.example")
 	}
 	log.Info(logging.MsgRunStarted, logging.KeyRunID, run.ID, "version", version, logging.KeyDryRun, o.DryRun)
 
@@ -322,12 +328,14 @@ func statusHint(u store.User) string {
 	return ""
 }
 
-// openStore connects to Postgres; a failure aborts (exit 3) with a password-free message.
-func openStore(ctx context.Context, dsn string) (*store.Store, error) {
-	st, err := store.Open(ctx, dsn)
+// openStore connects to Postgres; a failure aborts (exit 3) with a password-free message. The
+// store encrypts tokens with the configured key and refuses plaintext unless allowed.
+func openStore(ctx context.Context, c Config) (*store.Store, error) {
+	st, err := store.Open(ctx, c.DatabaseURL)
 	if err != nil {
 		return nil, abortErr(err)
 	}
+	st.Keys, st.RequireKey = c.TokenKeys, !c.AllowPlaintextTokens
 	return st, nil
 }
 

@@ -313,3 +313,30 @@ func TestLogIsGreppable(t *testing.T) {
 		t.Errorf("no run finished summary:\n%s", log)
 	}
 }
+
+func TestRunRefusesPlaintextTokensUnlessAllowed(t *testing.T) {
+	w := newWorld(t, worldOpts{participants: 1})
+	env := w.env()
+	delete(env, "SYNC_TOKEN_KEY")
+	r := w.run(env, "run")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "SYNC_TOKEN_KEY") {
+		t.Fatalf("no key: exit %d, stderr %q", r.code, r.stderr)
+	}
+	env["SYNC_TOKEN_KEY"] = "c2hvcnQ=" // 5 bytes
+	if r := w.run(env, "run"); r.code != ExitUsage || strings.Contains(r.stderr, "c2hvcnQ") {
+		t.Fatalf("bad key: exit %d, stderr %q (must not echo the key)", r.code, r.stderr)
+	}
+	// The fixture enrolled the participant with an encrypted token, so a plaintext run cannot
+	// read it: start from a plaintext row, as a deployment from before the key would have.
+	if _, err := w.st.Pool().Exec(context.Background(), `UPDATE fitbit_users SET access_token = $1, refresh_token = $2`,
+		w.users["CRBM3W"].Token.AccessToken, w.users["CRBM3W"].Token.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	delete(env, "SYNC_TOKEN_KEY")
+	if r := w.run(env, "run", "--allow-plaintext-tokens"); r.code != ExitOK {
+		t.Fatalf("--allow-plaintext-tokens: exit %d, %s", r.code, r.stderr)
+	}
+	if !strings.Contains(w.log(), "tokens are stored unencrypted") {
+		t.Errorf("no warning about plaintext tokens")
+	}
+}

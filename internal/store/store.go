@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/studylab/sync-all/internal/tokencrypt"
 	"net"
 	"net/url"
 	"os"
@@ -43,6 +44,12 @@ type Store struct {
 	// that several hosts agree on lease expiry. Tests set it to move time without sleeping.
 	// Set it before the Store is shared.
 	Now func() time.Time
+	// Keys encrypts tokens at rest (AES-256-GCM); nil stores them as given. Rows written before
+	// a key was configured are read as plaintext and encrypted on their next save.
+	Keys *tokencrypt.Keyring
+	// RequireKey makes saving a token without Keys an error (ErrNoTokenKey) instead of storing
+	// it in the clear: the job's default; plaintext needs an explicit operator decision.
+	RequireKey bool
 }
 
 const (

@@ -98,17 +98,26 @@ type tokenColumns struct {
 	scopes          []string
 }
 
-// sealToken and openToken are the only conversions between auth.Token and its columns, so that
-// encrypting tokens at rest (a later issue) is a change to these two functions and nothing else.
-// Tokens are stored as given for now.
+// sealToken and openToken are the only conversions between auth.Token and its columns. With
+// Keys set, both tokens are encrypted (tokencrypt's "enc:v1:<key id>:..." text form); the
+// additional data names the column, so an access token's ciphertext cannot pass for a refresh
+// token. Expiry and scopes are not secret and stay readable for SQL.
 func (s *Store) sealToken(t auth.Token) (tokenColumns, error) {
 	scopes := t.Scopes
 	if scopes == nil {
 		scopes = []string{} // the column is NOT NULL; no scopes is an empty array
 	}
+	access, err := s.seal(t.AccessToken, aadAccess)
+	if err != nil {
+		return tokenColumns{}, err
+	}
+	refresh, err := s.seal(t.RefreshToken, aadRefresh)
+	if err != nil {
+		return tokenColumns{}, err
+	}
 	return tokenColumns{
-		access:    nullString(t.AccessToken),
-		refresh:   nullString(t.RefreshToken),
+		access:    nullString(access),
+		refresh:   nullString(refresh),
 		expiresAt: pgtype.Timestamptz{Time: t.Expiry, Valid: !t.Expiry.IsZero()},
 		scopes:    scopes,
 	}, nil
@@ -116,11 +125,16 @@ func (s *Store) sealToken(t auth.Token) (tokenColumns, error) {
 
 func (s *Store) openToken(c tokenColumns) (auth.Token, error) {
 	var t auth.Token
+	var err error
 	if c.access != nil {
-		t.AccessToken = *c.access
+		if t.AccessToken, err = s.Keys.Decrypt(*c.access, aadAccess); err != nil {
+			return auth.Token{}, fmt.Errorf("decrypt access token: %w", err)
+		}
 	}
 	if c.refresh != nil {
-		t.RefreshToken = *c.refresh
+		if t.RefreshToken, err = s.Keys.Decrypt(*c.refresh, aadRefresh); err != nil {
+			return auth.Token{}, fmt.Errorf("decrypt refresh token: %w", err)
+		}
 	}
 	t.Expiry = timeOf(c.expiresAt)
 	if len(c.scopes) > 0 {

@@ -122,6 +122,11 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (Result, error) {
 		case OutcomeFailed:
 			res.UsersFailed++
 			res.FailuresBy[r.reason]++
+			if r.reason == ReasonDB && res.Aborted == nil {
+				// Our own database failing is not one participant's problem: stop claiming
+				// (exit 3) rather than fail every remaining participant the same way.
+				res.Aborted = fmt.Errorf("database error: %w", r.err)
+			}
 			if r.reason == ReasonReconsent {
 				res.Reconsent++
 			}
