@@ -102,7 +102,7 @@ Fitbit data, read from the Google Health API. Cron runs "sync-all run" every fiv
 	root.SetOut(e.Stdout)
 	root.SetErr(e.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr("%v (see --help)", err) })
-	root.AddCommand(NewCmdRun(e, nil), NewCmdMigrate(e, nil), NewCmdVersion(e))
+	root.AddCommand(NewCmdRun(e, nil), NewCmdMigrate(e, nil), NewCmdVersion(e), NewCmdUsers(e), NewCmdBackfill(e, nil), NewCmdStatus(e, nil))
 	return root
 }
 
