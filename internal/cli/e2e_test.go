@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -67,6 +68,8 @@ type worldOpts struct {
 	participants int
 	start        time.Time
 	sim          healthsim.Options
+	// wrap, when set, sees every request before the simulator does.
+	wrap func(http.Handler) http.Handler
 }
 
 func newWorld(t *testing.T, o worldOpts) *world {
@@ -86,7 +89,11 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	o.sim.Now = w.clock.Now
 	o.sim.Participants = o.participants
 	w.sim = healthsim.New(o.sim)
-	srv := httptest.NewServer(w.sim)
+	var h http.Handler = w.sim
+	if o.wrap != nil {
+		h = o.wrap(w.sim)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	w.url = srv.URL
 	w.dsn = pgtest.DSN(t)
@@ -146,9 +153,14 @@ type result struct {
 // run drives the whole CLI in process, as cron would run the binary.
 func (w *world) run(env map[string]string, args ...string) result {
 	w.t.Helper()
+	return w.runCtx(context.Background(), env, args...)
+}
+
+// runCtx runs the CLI with ctx standing for the process's signal context.
+func (w *world) runCtx(ctx context.Context, env map[string]string, args ...string) result {
 	var out, errb bytes.Buffer
 	e := &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }, Now: w.clock.Now}
-	code := e.Main(context.Background(), args)
+	code := e.Main(ctx, args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/studylab/sync-all/internal/healthsim"
 	"github.com/studylab/sync-all/internal/store"
+	"github.com/studylab/sync-all/internal/tokencrypt"
 )
 
 var dataEndpoints = []string{"identity", "settings", "pairedDevices", "rollUp", "dailyRollUp", "list", "legacy", "other"}
@@ -339,4 +341,72 @@ func TestRunRefusesPlaintextTokensUnlessAllowed(t *testing.T) {
 	if !strings.Contains(w.log(), "tokens are stored unencrypted") {
 		t.Errorf("no warning about plaintext tokens")
 	}
+}
+
+func TestUsersRekeyRotatesEveryToken(t *testing.T) {
+	w := newWorld(t, worldOpts{participants: 3})
+	newKey, err := tokencrypt.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := tokencrypt.ParseKeys(newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := w.run(w.env("SYNC_TOKEN_KEY", newKey+","+w.key), "users", "rekey")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "re-encrypted the tokens of 3 participants under key "+ring.CurrentID()) {
+		t.Fatalf("rekey: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+	var old int
+	if err := w.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM fitbit_users WHERE refresh_token NOT LIKE $1`, "enc:v1:"+ring.CurrentID()+":%").Scan(&old); err != nil || old != 0 {
+		t.Fatalf("%d rows not under the new key (%v)", old, err)
+	}
+	// The old key can go: a run with only the new key reads every token.
+	w.key = newKey
+	w.mustRun("run")
+	if run := w.lastRun(); run.UsersOK != 3 {
+		t.Fatalf("run after rotation: %+v", run)
+	}
+	w.extraSecrets = append(w.extraSecrets, newKey)
+	w.assertNoSecrets(r.stdout, r.stderr)
+}
+
+func TestSignalFinishesInFlightAndStartsNoNewParticipant(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var once sync.Once
+	w := newWorld(t, worldOpts{participants: 5, wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "dataPoints:rollUp") {
+				once.Do(cancel) // SIGTERM while the first participant's day is being fetched
+			}
+			h.ServeHTTP(rw, r)
+		})
+	}})
+	r := w.runCtx(ctx, w.env(), "run", "--concurrency", "1")
+	if r.code != ExitPartial {
+		t.Fatalf("interrupted run: exit %d, want %d\n%s", r.code, ExitPartial, w.log())
+	}
+	run := w.lastRun()
+	if run.Status != store.RunPartial || run.UsersOK+run.UsersFailed >= 5 || run.UsersSkipped == 0 {
+		t.Fatalf("interrupted run record: %+v", run)
+	}
+	if !regexp.MustCompile(`msg="run finished" .*users_total=5 .*error="interrupted by a signal`).MatchString(w.log()) {
+		t.Errorf("no summary after the signal:\n%s", w.log())
+	}
+	// No participant-day is half written and no lease is left behind.
+	var halves, leases int
+	err := w.st.Pool().QueryRow(context.Background(), `SELECT
+		(SELECT count(*) FROM (SELECT user_id, local_date FROM intraday_heart_rate GROUP BY 1, 2) h
+		  WHERE NOT EXISTS (SELECT 1 FROM daily_summaries d WHERE d.user_id = h.user_id AND d.date = h.local_date)),
+		(SELECT count(*) FROM fitbit_users WHERE lease_holder IS NOT NULL)`).Scan(&halves, &leases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if halves != 0 || leases != 0 {
+		t.Errorf("%d half-written days, %d leases left", halves, leases)
+	}
+	// The next run completes the rest.
+	w.clock.Add(5 * time.Minute)
+	w.mustRun("run")
+	w.assertAllMatch()
 }

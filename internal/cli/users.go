@@ -54,7 +54,7 @@ that "sync-all users list" shows.`,
 		},
 	}
 	cmd.AddCommand(NewCmdUsersAuthorize(e, nil), NewCmdUsersImport(e, nil), NewCmdUsersList(e, nil),
-		NewCmdUsersDisable(e, nil), NewCmdUsersEnable(e, nil), NewCmdUsersRevoke(e, nil), NewCmdUsersRemove(e, nil))
+		NewCmdUsersDisable(e, nil), NewCmdUsersEnable(e, nil), NewCmdUsersRevoke(e, nil), NewCmdUsersRemove(e, nil), NewCmdUsersRekey(e, nil))
 	return cmd
 }
 
