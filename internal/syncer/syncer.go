@@ -434,11 +434,19 @@ func (s *Syncer) daysToFetch(ctx context.Context, u store.User, opts Options, lo
 			return nil, nil
 		}
 	}
+	return catchupDays(u.DeviceLastSyncAt, loc, today, opts.MaxCatchupDays), nil
+}
+
+// catchupDays lists the local days from the watermark's day through today, oldest first: the
+// watermark's day is refetched because its last windows may have synced after it, and so are
+// the days a device spent offline. At most maxDays (the newest ones); a first sync (no
+// watermark) fetches today only.
+func catchupDays(watermark time.Time, loc *time.Location, today health.Date, maxDays int) []health.Date {
 	first := today
-	if !u.DeviceLastSyncAt.IsZero() {
-		first = health.DateOf(u.DeviceLastSyncAt.In(loc))
+	if !watermark.IsZero() {
+		first = health.DateOf(watermark.In(loc))
 	}
-	if oldest := today.AddDays(-(opts.MaxCatchupDays - 1)); first.Before(oldest) {
+	if oldest := today.AddDays(-(maxDays - 1)); first.Before(oldest) {
 		first = oldest
 	}
 	if first.After(today) { // a watermark in the future (clock skew): fetch today
@@ -448,7 +456,7 @@ func (s *Syncer) daysToFetch(ctx context.Context, u store.User, opts Options, lo
 	for d := first; !d.After(today); d = d.AddDays(1) {
 		days = append(days, d)
 	}
-	return days, nil
+	return days
 }
 
 // savingTokens saves refreshed tokens with a context that a signal cannot cancel: once Google
