@@ -147,10 +147,18 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 
 var errPortInUse = errors.New("port in use")
 
+const minShmFree = 1 << 30
+
 // tempRoot is where temporary clusters go: /dev/shm (memory) when it exists, because creating a
 // database from a template writes the whole template, which is 10-20x faster in memory than on
 // this VM's disk, and fsync=off already gave up durability. Else os.TempDir().
+// Containers often mount a 64 MiB /dev/shm, too small for a cluster and its test databases, so
+// it needs minShmFree bytes free.
 func tempRoot() string {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &fs); err != nil || fs.Bavail*uint64(fs.Bsize) < minShmFree {
+		return os.TempDir()
+	}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if f, err := os.CreateTemp("/dev/shm", "pglocal-probe-"); err == nil {
 			f.Close()
