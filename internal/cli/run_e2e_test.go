@@ -123,6 +123,13 @@ func TestOfflineDeviceIsCaughtUp(t *testing.T) {
 	if days < 4 {
 		t.Errorf("heart rate stored for %d local days, want the 4 days of the outage", days)
 	}
+	// Each caught-up day is greppable by its date.
+	for i := 0; i <= 3; i++ {
+		day := time.Date(y, m, d+i, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
+		if !strings.Contains(w.log(), `msg="day synced" user=`+legacy+` date=`+day) {
+			t.Errorf("no day line for %s:\n%s", day, w.log())
+		}
+	}
 }
 
 func TestFailingParticipantsAreIsolated(t *testing.T) {

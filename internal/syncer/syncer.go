@@ -372,7 +372,13 @@ func (s *Syncer) syncUser(ctx context.Context, u store.User, opts Options) userR
 		}
 		r.days++
 		r.counts.Add(c)
-		s.Log.Debug(logging.MsgDaySynced, logging.KeyUser, u.Handle(), logging.KeyDate, d.String(),
+		// One line per day when several were fetched, so `grep date=<day>` finds a caught-up
+		// day; a single day is the user line's date already.
+		level := slog.LevelDebug
+		if len(days) > 1 {
+			level = slog.LevelInfo
+		}
+		s.Log.Log(ctx, level, logging.MsgDaySynced, logging.KeyUser, u.Handle(), logging.KeyDate, d.String(),
 			logging.KeyRecordsInserted, c.Inserted, logging.KeyRecordsUpdated, c.Updated,
 			logging.KeyRecordsUnchanged, c.Unchanged)
 		if ctx.Err() != nil && d != days[len(days)-1] {
