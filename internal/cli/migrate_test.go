@@ -1,0 +1,161 @@
+package cli
+
+import (
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/studylab/sync-all/internal/pgtest"
+)
+
+func TestMigrateAndSchemaChecks(t *testing.T) {
+	w := newWorld(t, worldOpts{participants: 1})
+	empty := pgtest.EmptyDSN(t)
+	env := w.env(EnvDatabaseURL, empty)
+
+	r := w.run(env, "migrate", "--status")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "current version: 0") || !strings.Contains(r.stdout, "pending: run `sync-all migrate`") {
+		t.Fatalf("status before: exit %d %q", r.code, r.stdout)
+	}
+	// run against a schema that is behind aborts with the next step (exit 3, the run contract).
+	r = w.run(env, "run")
+	if r.code != ExitAborted || !strings.Contains(r.stderr, "run `sync-all migrate`") {
+		t.Fatalf("run on an unmigrated database: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	// Two migrations at once (two hosts deploying) both end at the latest version.
+	var wg sync.WaitGroup
+	results := make([]result, 2)
+	for i := range results {
+		wg.Go(func() { results[i] = w.run(env, "migrate") })
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != ExitOK {
+			t.Fatalf("concurrent migrate %d: exit %d %s", i, r.code, r.stderr)
+		}
+	}
+	if got := results[0].stdout + results[1].stdout; !strings.Contains(got, "migrated schema from version 0 to 1") {
+		t.Errorf("neither migrate reported the migration: %q", got)
+	}
+	r = w.run(env, "migrate")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "schema is up to date at version 1") {
+		t.Fatalf("second migrate: exit %d %q", r.code, r.stdout)
+	}
+	if r := w.run(env, "migrate", "--status"); !strings.Contains(r.stdout, "up to date") {
+		t.Errorf("status after: %q", r.stdout)
+	}
+}
+
+func TestRunConfigurationErrors(t *testing.T) {
+	w := newWorld(t, worldOpts{participants: 1})
+	down := (&url.URL{Scheme: "postgres", User: url.UserPassword("syncer", "hunter2"), Host: "127.0.0.1:1", Path: "study"}).String()
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"database down", w.env(EnvDatabaseURL, down), nil, ExitAborted, "127.0.0.1:1/study"},
+		{"no database url", w.env(EnvDatabaseURL, ""), nil, ExitUsage, "DATABASE_URL is not set"},
+		{"not a postgres url", w.env(EnvDatabaseURL, "mysql://u:hunter2@h/db"), nil, ExitUsage, "not a postgres:// URL"},
+		{"no client id", w.env(EnvClientID, ""), nil, ExitUsage, "GOOGLE_CLIENT_ID is not set"},
+		{"no client secret", w.env(EnvClientSecret, ""), nil, ExitUsage, "GOOGLE_CLIENT_SECRET (or GOOGLE_CLIENT_SECRET_FILE) is not set"},
+		{"missing secret file", w.env(EnvClientSecret, "", EnvClientSecretFile, "/nonexistent/secret"), nil, ExitUsage, "cannot read /nonexistent/secret"},
+		{"bad api url", w.env(EnvHealthAPIURL, "health.googleapis.com"), nil, ExitUsage, "HEALTH_API_URL"},
+		{"bad date", w.env(), []string{"--date", "2026-13-01"}, ExitUsage, "--date"},
+		{"bad concurrency", w.env(), []string{"--concurrency", "0"}, ExitUsage, "--concurrency"},
+		{"bad log format", w.env(), []string{"--log-format", "xml"}, ExitUsage, "--log-format"},
+		{"unknown flag", w.env(), []string{"--nope"}, ExitUsage, "unknown flag"},
+		{"stray argument", w.env(), []string{"CRBM3W"}, ExitUsage, "unknown command"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := w.run(c.env, append([]string{"run"}, c.args...)...)
+			if r.code != c.code || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", r.code, r.stderr, c.code, c.want)
+			}
+			if strings.Contains(r.stderr, "hunter2") || strings.Contains(r.stderr, "sim-secret") {
+				t.Errorf("a secret leaked: %q", r.stderr)
+			}
+		})
+	}
+	if r := w.run(w.env(), "nosuchcommand"); r.code != ExitUsage {
+		t.Errorf("unknown command: exit %d", r.code)
+	}
+}
+
+// TestInstallCron runs deploy/install-cron.sh against a stand-in crontab that keeps the table
+// in a file: installing twice leaves one line, --schedule replaces it, --remove takes it out,
+// and other users' lines survive.
+func TestInstallCron(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	table := filepath.Join(dir, "table")
+	if err := os.WriteFile(table, []byte("0 3 * * * /usr/bin/backup # not ours\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fake := "#!/bin/sh\nif [ \"$1\" = -l ]; then cat \"$CRONTAB_FILE\"; else cat > \"$CRONTAB_FILE\"; fi\n"
+	if err := os.WriteFile(filepath.Join(dir, "crontab"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The script checks for the binary and a 0600 env file.
+	checkout := filepath.Join(dir, "checkout")
+	for _, d := range []string{"bin", "deploy"} {
+		if err := os.MkdirAll(filepath.Join(checkout, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"deploy/install-cron.sh", "deploy/crontab"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(checkout, f), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(checkout, "bin", "sync-all"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(checkout, "deploy", "sync-all.env")
+	if err := os.WriteFile(envFile, []byte("GOOGLE_CLIENT_SECRET=s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("bash", append([]string{filepath.Join(checkout, "deploy", "install-cron.sh")}, args...)...)
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "CRONTAB_FILE="+table)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("install-cron.sh %v: %v\n%s", args, err, out)
+		}
+		b, _ := os.ReadFile(table)
+		return string(b)
+	}
+	install()
+	got := install()
+	if n := strings.Count(got, "# sync-all"); n != 1 {
+		t.Fatalf("after two installs the table has %d sync-all lines:\n%s", n, got)
+	}
+	want := "*/5 * * * * cd " + checkout + " && set -a && . " + envFile + " && set +a && exec bin/sync-all run # sync-all"
+	if !strings.Contains(got, want) || !strings.Contains(got, "/usr/bin/backup") || strings.Contains(got, "s3cret") {
+		t.Fatalf("table:\n%s\nwant the line:\n%s", got, want)
+	}
+	if fi, _ := os.Stat(envFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("env file left at mode %v", fi.Mode().Perm())
+	}
+	if got := install("--schedule", "*/10 * * * *"); !strings.Contains(got, "*/10 * * * * cd ") || strings.Count(got, "# sync-all") != 1 {
+		t.Fatalf("--schedule:\n%s", got)
+	}
+	if got := install("--remove"); strings.Contains(got, "sync-all") || !strings.Contains(got, "/usr/bin/backup") {
+		t.Fatalf("--remove:\n%s", got)
+	}
+}
