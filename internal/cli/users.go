@@ -1123,8 +1123,10 @@ type IDOptions struct {
 	PurgeData bool // remove only
 }
 
+// newIDCmd builds a command that acts on one participant: it opens the database and finds the
+// participant, then hands both to run.
 func newIDCmd(e *Env, o *IDOptions, use, short, long, example string, google bool, runF func(*IDOptions) error,
-	run func(context.Context, *Env, *IDOptions) error) *cobra.Command {
+	run func(context.Context, *Env, *IDOptions, *store.Store, store.User) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use: use, Short: short, Long: long, Example: example,
 		Args: cobra.ExactArgs(1),
@@ -1136,11 +1138,37 @@ func newIDCmd(e *Env, o *IDOptions, use, short, long, example string, google boo
 			if runF != nil {
 				return runF(o)
 			}
-			return run(cmd.Context(), e, o)
+			ctx := cmd.Context()
+			st, err := openChecked(ctx, e, &o.Config)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			u, err := findParticipant(ctx, st, o.ID)
+			if err != nil {
+				return err
+			}
+			return run(ctx, e, o, st, u)
 		},
 	}
 	o.Config.configFlags(cmd.Flags(), google)
 	return cmd
+}
+
+// revokeAtGoogle revokes the participant's grant at Google; false when no token is stored.
+func revokeAtGoogle(ctx context.Context, e *Env, o *IDOptions, u store.User) (bool, error) {
+	tok := grantToken(u)
+	if tok == "" {
+		return false, nil
+	}
+	if err := o.Config.resolveGoogle(e.Getenv); err != nil {
+		return false, err
+	}
+	am, err := newAuth(o.Config, e.Now)
+	if err != nil {
+		return false, usageErr("%v", err)
+	}
+	return true, am.Revoke(ctx, tok)
 }
 
 // NewCmdUsersDisable builds `sync-all users disable`.
@@ -1150,16 +1178,7 @@ func NewCmdUsersDisable(e *Env, runF func(*IDOptions) error) *cobra.Command {
 		`  sync-all users disable CRBM3W`, false, runF, runDisable)
 }
 
-func runDisable(ctx context.Context, e *Env, o *IDOptions) error {
-	st, err := openChecked(ctx, e, &o.Config)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	u, err := findParticipant(ctx, st, o.ID)
-	if err != nil {
-		return err
-	}
+func runDisable(ctx context.Context, e *Env, o *IDOptions, st *store.Store, u store.User) error {
 	if u.Status == store.StatusDisabled {
 		fmt.Fprintf(e.Stdout, "%s is already disabled\n", u.Handle())
 		return nil
@@ -1179,16 +1198,7 @@ pending_consent (then run "sync-all users authorize ID"). Only a disabled partic
 		`  sync-all users enable CRBM3W`, false, runF, runEnable)
 }
 
-func runEnable(ctx context.Context, e *Env, o *IDOptions) error {
-	st, err := openChecked(ctx, e, &o.Config)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	u, err := findParticipant(ctx, st, o.ID)
-	if err != nil {
-		return err
-	}
+func runEnable(ctx context.Context, e *Env, o *IDOptions, st *store.Store, u store.User) error {
 	switch u.Status {
 	case store.StatusActive:
 		fmt.Fprintf(e.Stdout, "%s is already active\n", u.Handle())
@@ -1219,28 +1229,16 @@ participant to needs_reconsent. Their data is kept. If Google cannot be reached 
 		`  sync-all users revoke CRBM3W`, true, runF, runRevoke)
 }
 
-func runRevoke(ctx context.Context, e *Env, o *IDOptions) error {
-	st, err := openChecked(ctx, e, &o.Config)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	u, err := findParticipant(ctx, st, o.ID)
-	if err != nil {
-		return err
-	}
+func runRevoke(ctx context.Context, e *Env, o *IDOptions, st *store.Store, u store.User) error {
 	what := "no token was stored, nothing to revoke at Google"
-	if tok := grantToken(u); tok != "" {
-		if err := o.Config.resolveGoogle(e.Getenv); err != nil {
-			return err
-		}
-		am, err := newAuth(o.Config, e.Now)
-		if err != nil {
-			return usageErr("%v", err)
-		}
-		if err := am.Revoke(ctx, tok); err != nil {
-			return failErr("revoke %s's grant at Google: %v (nothing changed; try again)", u.Handle(), err)
-		}
+	revoked, err := revokeAtGoogle(ctx, e, o, u)
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return err
+	case err != nil:
+		return failErr("revoke %s's grant at Google: %v (nothing changed; try again)", u.Handle(), err)
+	case revoked:
 		what = "grant revoked at Google"
 	}
 	if err := st.ClearTokens(ctx, u.ID, store.StatusNeedsReconsent, "grant revoked with sync-all users revoke"); err != nil {
@@ -1272,27 +1270,13 @@ participant's row and every data row of theirs (summaries, heart rate, steps, ca
 	return cmd
 }
 
-func runRemove(ctx context.Context, e *Env, o *IDOptions) error {
-	st, err := openChecked(ctx, e, &o.Config)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	u, err := findParticipant(ctx, st, o.ID)
-	if err != nil {
-		return err
-	}
-	if tok := grantToken(u); tok != "" {
-		if err := o.Config.resolveGoogle(e.Getenv); err != nil {
+func runRemove(ctx context.Context, e *Env, o *IDOptions, st *store.Store, u store.User) error {
+	if _, err := revokeAtGoogle(ctx, e, o, u); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
 			return err
 		}
-		am, err := newAuth(o.Config, e.Now)
-		if err != nil {
-			return usageErr("%v", err)
-		}
-		if err := am.Revoke(ctx, tok); err != nil {
-			fmt.Fprintf(e.Stderr, "warning: could not revoke %s's grant at Google: %v; the participant can remove access at https://myaccount.google.com/permissions\n", u.Handle(), err)
-		}
+		fmt.Fprintf(e.Stderr, "warning: could not revoke %s's grant at Google: %v; the participant can remove access at https://myaccount.google.com/permissions\n", u.Handle(), err)
 	}
 	if o.PurgeData {
 		if err := st.DeleteUser(ctx, u.ID); err != nil {
