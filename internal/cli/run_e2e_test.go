@@ -417,3 +417,19 @@ func TestSignalFinishesInFlightAndStartsNoNewParticipant(t *testing.T) {
 	w.mustRun("run")
 	w.assertAllMatch()
 }
+
+func TestNamedParticipantLeasedElsewhereIsReported(t *testing.T) {
+	w := newWorld(t, worldOpts{participants: 2})
+	// Another host holds CRBM3W's lease.
+	if _, err := w.st.Pool().Exec(context.Background(), `UPDATE fitbit_users SET lease_holder = 'other-host:1:1', lease_expires_at = $1 WHERE legacy_user_id = 'CRBM3W'`,
+		w.clock.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	w.mustRun("run", "--user", "CRBM3W")
+	if !regexp.MustCompile(`level=WARN msg="user skipped" user=CRBM3W date=\S+ reason=leased`).MatchString(w.log()) {
+		t.Errorf("no line says why CRBM3W was not synced:\n%s", w.log())
+	}
+	if run := w.lastRun(); run.UsersSkipped != 1 || run.UsersOK != 0 {
+		t.Errorf("run: %+v", run)
+	}
+}

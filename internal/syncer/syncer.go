@@ -109,9 +109,11 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (Result, error) {
 		wg   sync.WaitGroup
 		next = s.claimer(opts, only)
 	)
-	record := func(r userResult) {
+	claimed := map[int64]bool{}
+	record := func(id int64, r userResult) {
 		mu.Lock()
 		defer mu.Unlock()
+		claimed[id] = true
 		res.Counts.Add(r.counts)
 		switch r.outcome {
 		case OutcomeSynced:
@@ -161,16 +163,31 @@ func (s *Syncer) Run(ctx context.Context, opts Options) (Result, error) {
 					}
 					return
 				}
-				record(s.syncOne(ctx, u, opts))
+				record(u.ID, s.syncOne(ctx, u, opts))
 			}
 		})
 	}
 	wg.Wait()
 
 	res.Interrupted = ctx.Err() != nil
+	if !res.Interrupted && res.Aborted == nil {
+		s.logUnclaimed(opts.Users, claimed)
+	}
 	res.UsersSkipped = max(res.UsersTotal-res.UsersOK-res.UsersFailed, 0)
 	res.Duration = s.now().Sub(now)
 	return res, nil
+}
+
+// logUnclaimed says why a participant named with --user had no turn: another run holds its
+// lease, or it is not active (the command line warned about that one already).
+func (s *Syncer) logUnclaimed(named []store.User, claimed map[int64]bool) {
+	for _, u := range named {
+		if claimed[u.ID] || u.Status != store.StatusActive {
+			continue
+		}
+		s.Log.Warn(logging.MsgUserSkipped, logging.KeyUser, u.Handle(), logging.KeyDate, health.DateOf(s.now().UTC()).String(),
+			logging.KeyReason, "leased", logging.KeyHint, "another run (on this or another host) is syncing this participant; try again in a minute")
+	}
 }
 
 // claimer hands out participants one at a time. A real run claims them with a lease in
