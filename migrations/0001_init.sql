@@ -60,8 +60,16 @@ CREATE TABLE daily_summaries (
 
 -- One row per 1-minute window with data. bpm_min/bpm_max are real, like bpm_avg: the API reports
 -- them as doubles, and rounding to smallint would make a re-upsert see a change that is not there.
+
+-- The intraday tables carry no foreign key: a day writes up to 2,016 intraday rows, and one FK
+-- check per row was most of a cold day's insert time. The FK's two guarantees are kept another
+-- way. No orphan rows: every day transaction first locks the participant's row FOR KEY SHARE
+-- (the lock an FK check takes) and writes the day's summary, which does reference fitbit_users,
+-- in the same transaction. Deletion cascades: the trigger below deletes a participant's intraday
+-- rows with the participant, however the DELETE is issued.
+
 CREATE TABLE intraday_heart_rate (
-    user_id    bigint NOT NULL REFERENCES fitbit_users (id) ON DELETE CASCADE,
+    user_id    bigint NOT NULL,   -- fitbit_users.id (no FK: see above)
     ts         timestamptz NOT NULL,   -- start of the 1-minute window
     local_date date NOT NULL,
     local_time time NOT NULL,
@@ -74,7 +82,7 @@ CREATE INDEX intraday_heart_rate_local_date_idx ON intraday_heart_rate (user_id,
 
 -- One row per 5-minute window with data; a worn window with zero steps has a row with 0.
 CREATE TABLE intraday_steps (
-    user_id    bigint NOT NULL REFERENCES fitbit_users (id) ON DELETE CASCADE,
+    user_id    bigint NOT NULL,   -- fitbit_users.id (no FK: see above)
     ts         timestamptz NOT NULL,
     local_date date NOT NULL,
     local_time time NOT NULL,
@@ -84,7 +92,7 @@ CREATE TABLE intraday_steps (
 CREATE INDEX intraday_steps_local_date_idx ON intraday_steps (user_id, local_date);
 
 CREATE TABLE intraday_calories (
-    user_id    bigint NOT NULL REFERENCES fitbit_users (id) ON DELETE CASCADE,
+    user_id    bigint NOT NULL,   -- fitbit_users.id (no FK: see above)
     ts         timestamptz NOT NULL,
     local_date date NOT NULL,
     local_time time NOT NULL,
@@ -113,3 +121,16 @@ CREATE TABLE sync_runs (
     error             text
 );
 CREATE INDEX sync_runs_started_at_idx ON sync_runs (started_at DESC);
+
+-- ON DELETE CASCADE for the intraday tables (see the note above their definitions).
+CREATE FUNCTION fitbit_users_delete_intraday() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM intraday_heart_rate WHERE user_id = OLD.id;
+    DELETE FROM intraday_steps WHERE user_id = OLD.id;
+    DELETE FROM intraday_calories WHERE user_id = OLD.id;
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER fitbit_users_delete_intraday BEFORE DELETE ON fitbit_users
+    FOR EACH ROW EXECUTE FUNCTION fitbit_users_delete_intraday();

@@ -153,6 +153,8 @@ WITH input AS (
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up`
 
+const lockUserForDaySQL = `SELECT 1 FROM fitbit_users WHERE id = $1 FOR KEY SHARE`
+
 // UpsertDay writes one participant-day (its summary and three series) in one transaction, one
 // set-based statement each, pipelined as one batch. Rows that did not change are not
 // rewritten, and the counts are exact. With dryRun the same statements run and are rolled back,
@@ -173,6 +175,12 @@ func (s *Store) UpsertDay(ctx context.Context, userID int64, loc *time.Location,
 
 	var total Counts
 	err = s.WithTx(ctx, func(tx pgx.Tx) error {
+		// The participant's row, locked as an FK check would lock it, guards the whole day (the
+		// intraday tables have no FK, see migrations/0001_init.sql): a concurrent purge waits.
+		var one int
+		if err := tx.QueryRow(ctx, lockUserForDaySQL, userID).Scan(&one); err != nil {
+			return err
+		}
 		br := tx.SendBatch(ctx, b)
 		for i := range sent {
 			var ins, upd int64
