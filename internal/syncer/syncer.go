@@ -216,13 +216,19 @@ func (s *Syncer) claimer(opts Options, only []int64) func(context.Context) (stor
 	}
 	var (
 		mu    sync.Mutex
-		users = opts.Users
+		users []store.User
 		err   error
 		once  sync.Once
 	)
+	// As a real claim would, a dry run passes over participants who are not active.
+	for _, u := range opts.Users {
+		if u.Status == store.StatusActive {
+			users = append(users, u)
+		}
+	}
 	return func(ctx context.Context) (store.User, error) {
 		once.Do(func() {
-			if users == nil {
+			if opts.Users == nil {
 				users, err = s.Store.FindUsers(ctx, nil)
 			}
 		})
@@ -318,9 +324,6 @@ func failed(r userResult, reason string, err error) userResult {
 // syncUser is the per-participant pipeline: token, zone, device watermark, days.
 func (s *Syncer) syncUser(ctx context.Context, u store.User, opts Options) userResult {
 	r := userResult{date: health.DateOf(s.now().UTC()).String()}
-	if u.Status != store.StatusActive {
-		return failed(r, ReasonReconsent, fmt.Errorf("participant is %s, not active", u.Status))
-	}
 	saver := savingTokens{s.Store}
 	tok, refreshed, err := s.Auth.Fresh(ctx, u.ID, u.Token, opts.ForceRefresh, saver)
 	if err != nil {
