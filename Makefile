@@ -31,6 +31,15 @@ test-race: ## Run every test with the race detector
 bench: ## Run the benchmarks (store upserts against a real PostgreSQL, decoding, crypto)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
 
+.PHONY: reliability
+reliability: ## Run the fault suite in full (SIGKILLs, database outages, overlap, API faults, skew) and print its figures
+	@set -o pipefail; log=$$(mktemp); status=0; \
+	RELIABILITY_FULL=1 $(GO) test -count=1 -v -run 'Test' -timeout 60m ./internal/reliability/ 2>&1 | tee $$log || status=$$?; \
+	echo; echo "Reliability figures (internal/reliability/RESULTS.md has the latest recorded ones):"; \
+	grep -o 'RELIABILITY .*' $$log | sed 's/^RELIABILITY //' | \
+		awk '{ line = sprintf("  %-10s", $$1); for (i = 2; i <= NF; i++) { if (length(line) + length($$i) > 110) { print line; line = sprintf("  %-10s", "") } line = line " " $$i } print line }'; \
+	rm -f $$log; exit $$status
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -312,7 +312,7 @@ func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, da
 		}
 	}
 	if res.Aborted != nil {
-		return 0, abortErr(res.Aborted)
+		return 0, abortErr(fmt.Errorf("%w (database %s)", res.Aborted, store.RedactDSN(o.Config.DatabaseURL)))
 	}
 	return code, nil
 }
