@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"net/url"
 	"os"
 	"os/exec"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/studylab/sync-all/internal/pgtest"
 )
@@ -157,5 +160,63 @@ func TestInstallCron(t *testing.T) {
 	}
 	if got := install("--remove"); strings.Contains(got, "sync-all") || !strings.Contains(got, "/usr/bin/backup") {
 		t.Fatalf("--remove:\n%s", got)
+	}
+}
+
+// TestLeastPrivilegeRole runs the job as a role made by deploy/least-privilege.sql, the grants
+// the README recommends: everything the job and the operator's commands do works with them.
+func TestLeastPrivilegeRole(t *testing.T) {
+	w := newWorld(t, worldOpts{participants: 2})
+	ctx := context.Background()
+	b, err := os.ReadFile("../../deploy/least-privilege.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(w.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	role := "sync_all_" + strings.ReplaceAll(db, "-", "_")
+	// What psql's -v substitution would do.
+	script := strings.NewReplacer(`:"DBNAME"`, pgx.Identifier{db}.Sanitize(), ":role", pgx.Identifier{role}.Sanitize(),
+		":password", "'job-password'").Replace(string(b))
+	var lines []string
+	for _, l := range strings.Split(script, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
+		}
+	}
+	if _, err := w.st.Pool().Exec(ctx, strings.Join(lines, "\n")); err != nil {
+		t.Fatalf("least-privilege.sql: %v", err)
+	}
+	t.Cleanup(func() {
+		w.st.Pool().Exec(context.Background(), "DROP OWNED BY "+pgx.Identifier{role}.Sanitize())
+		w.st.Pool().Exec(context.Background(), "DROP ROLE "+pgx.Identifier{role}.Sanitize())
+	})
+	u.User = url.UserPassword(role, "job-password")
+	env := w.env(EnvDatabaseURL, u.String())
+
+	if r := w.run(env, "run"); r.code != ExitOK {
+		t.Fatalf("run as %s: exit %d\n%s\n%s", role, r.code, r.stderr, w.log())
+	}
+	if r := w.run(env, "status"); r.code != ExitOK {
+		t.Fatalf("status: exit %d %s", r.code, r.stderr)
+	}
+	if r := w.run(env, "users", "remove", "CRBM3W", "--purge-data"); r.code != ExitOK {
+		t.Fatalf("remove --purge-data: exit %d %s", r.code, r.stderr)
+	}
+	var left int
+	if err := w.st.Pool().QueryRow(ctx, `SELECT count(*) FROM intraday_heart_rate WHERE user_id = $1`, w.users["CRBM3W"].ID).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("purge left %d heart-rate rows (%v)", left, err)
+	}
+	// And it cannot change the schema.
+	conn, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER TABLE fitbit_users ADD COLUMN x int`); err == nil {
+		t.Errorf("the job's role could alter the schema")
 	}
 }
