@@ -62,6 +62,9 @@ type world struct {
 	key   string                // SYNC_TOKEN_KEY of the job
 	// secrets collects every secret that must never be printed.
 	extraSecrets []string
+	// outputs is everything every command printed, scanned for secrets at cleanup.
+	mu      sync.Mutex
+	outputs []string
 }
 
 type worldOpts struct {
@@ -110,7 +113,38 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	for _, p := range w.sim.Participants() {
 		w.enroll(p.LegacyUserID)
 	}
+	// Every end-to-end test is also a leak test: nothing any command printed or logged holds a
+	// token, code, client secret, key or password.
+	t.Cleanup(w.scanForSecrets)
 	return w
+}
+
+// scanForSecrets checks every output and every log file the test's commands wrote against
+// every secret the simulator issued and the test used.
+func (w *world) scanForSecrets() {
+	w.mu.Lock()
+	haystacks := append([]string(nil), w.outputs...)
+	w.mu.Unlock()
+	filepath.WalkDir(w.dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(d.Name(), ".log") {
+			b, _ := os.ReadFile(path)
+			haystacks = append(haystacks, string(b))
+		}
+		return nil
+	})
+	secrets := append(w.sim.Secrets(), w.extraSecrets...)
+	secrets = append(secrets, "sim-secret", "hunter2")
+	for _, sec := range secrets {
+		if len(sec) < 6 {
+			continue
+		}
+		for _, h := range haystacks {
+			if strings.Contains(h, sec) {
+				w.t.Errorf("secret %.4s... (%d chars) was printed or logged", sec, len(sec))
+				break
+			}
+		}
+	}
 }
 
 // enroll stores a participant as if it had consented (the consent flow is tested on its own).
@@ -161,6 +195,9 @@ func (w *world) runCtx(ctx context.Context, env map[string]string, args ...strin
 	var out, errb bytes.Buffer
 	e := &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }, Now: w.clock.Now}
 	code := e.Main(ctx, args)
+	w.mu.Lock()
+	w.outputs = append(w.outputs, out.String(), errb.String())
+	w.mu.Unlock()
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 

@@ -220,3 +220,30 @@ func TestLeastPrivilegeRole(t *testing.T) {
 		t.Errorf("the job's role could alter the schema")
 	}
 }
+
+func TestInsecureDSNWarning(t *testing.T) {
+	for _, c := range []struct {
+		dsn  string
+		warn bool
+	}{
+		{"postgres://u:p@localhost:5432/db", false},
+		{"postgres://u:p@127.0.0.1/db", false},
+		{"postgres://u@[::1]/db", false},
+		{"postgres://u@/db?host=/var/run/postgresql", false},
+		{"postgres://u:p@db.example.org/db", true},
+		{"postgres://u:p@db.example.org/db?sslmode=require", true},
+		{"postgres://u:p@db.example.org/db?sslmode=verify-full", false},
+		{"postgres://u:p@10.0.0.5/db?sslmode=verify-ca", false},
+		{"host=db.example.org user=u password=p dbname=db", true},
+		{"host=db.example.org sslmode=verify-full dbname=db", false},
+		{"host=/tmp dbname=db", false},
+	} {
+		w := insecureDSN(c.dsn)
+		if (w != "") != c.warn {
+			t.Errorf("insecureDSN(%q) = %q, want warning %v", c.dsn, w, c.warn)
+		}
+		if strings.Contains(w, "password") || strings.Contains(w, ":p@") {
+			t.Errorf("warning shows credentials: %q", w)
+		}
+	}
+}
