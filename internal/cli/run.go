@@ -231,8 +231,11 @@ func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, da
 		}
 	}
 
-	api := newAPITransport(o.MaxRPS)
-	hcl, err := health.New(health.Config{BaseURL: o.Config.HealthAPIURL, HTTPClient: &http.Client{Timeout: 60 * time.Second, Transport: api}})
+	// One hung request must leave room in the participant's budget for the client's retries
+	// (3 attempts): a third of it, at most 30 s (a Google Health API call takes well under 1 s).
+	reqTimeout := min(30*time.Second, o.UserTimeout/3)
+	api := newAPITransport(o.MaxRPS, reqTimeout)
+	hcl, err := health.New(health.Config{BaseURL: o.Config.HealthAPIURL, HTTPClient: &http.Client{Timeout: reqTimeout, Transport: api}})
 	if err != nil {
 		return 0, usageErr("%s: %v", EnvHealthAPIURL, err)
 	}
@@ -398,10 +401,10 @@ type apiTransport struct {
 	limited atomic.Int64 // 429 answers
 }
 
-func newAPITransport(rps float64) *apiTransport {
+func newAPITransport(rps float64, timeout time.Duration) *apiTransport {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.MaxIdleConnsPerHost = 32
-	base.ResponseHeaderTimeout = 30 * time.Second
+	base.ResponseHeaderTimeout = timeout
 	return &apiTransport{base: base, limit: rate.NewLimiter(rate.Limit(rps), max(1, int(rps/10)))}
 }
 

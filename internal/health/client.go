@@ -108,8 +108,10 @@ func (s *Session) ctx(ctx context.Context) context.Context {
 }
 
 // call runs one HTTP call with bounded retries for transient failures and returns a classified,
-// scrubbed *Error on failure. Never retried: 429 (the job defers the participant; hammering a
-// quota makes it worse), reconsent, malformed, other 4xx.
+// scrubbed *Error on failure. A body that does not decode is retried once: a reply corrupted on
+// the way looks exactly like that, and one more read is far cheaper than failing the
+// participant's turn; a second malformed answer is reported. Never retried: 429 (the job defers
+// the participant; hammering a quota makes it worse), reconsent, other 4xx.
 func call[T any](ctx context.Context, s *Session, op string, do func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	cctx := s.ctx(ctx)
@@ -119,7 +121,8 @@ func call[T any](ctx context.Context, s *Session, op string, do func(ctx context
 			return v, nil
 		}
 		e := classify(op, err, s.token)
-		if e.Kind != KindTransient || attempt >= s.c.cfg.MaxAttempts || ctx.Err() != nil {
+		retry := e.Kind == KindTransient || (e.Kind == KindMalformed && attempt == 1)
+		if !retry || attempt >= s.c.cfg.MaxAttempts || ctx.Err() != nil {
 			return zero, e
 		}
 		t := time.NewTimer(backoff(s.c.cfg.BaseBackoff, attempt))
