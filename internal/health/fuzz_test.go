@@ -23,26 +23,39 @@ var (
 	fuzzZone = "America/Los_Angeles"
 )
 
-// fuzzSession starts a server answering endpoint (":rollUp", ":dailyRollUp", "/dataPoints",
-// "/pairedDevices", "/identity", "/settings") with body on the first page and "{}" on any later
-// page (so a fuzzed nextPageToken is followed once, not a thousand times); other endpoints
-// answer "{}" (no data).
+// fuzzSession answers endpoint (":rollUp", ":dailyRollUp", "/dataPoints", "/pairedDevices",
+// "/identity", "/settings") with body on the first page and "{}" on any later page (so a fuzzed
+// nextPageToken is followed once, not a thousand times); other endpoints answer "{}" (no data).
+// The handler is served through an in-memory RoundTripper rather than a TCP server: the
+// generated client, our transport and our decoding see a real *http.Response, and a million
+// executions take minutes instead of hours.
 func fuzzSession(t *testing.T, endpoint string, body []byte) *Session {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 		if !strings.HasSuffix(r.URL.Path, endpoint) || hasPageToken(r) {
 			io.WriteString(w, "{}")
 			return
 		}
 		w.Write(body)
-	}))
-	t.Cleanup(srv.Close)
-	c, err := New(Config{BaseURL: srv.URL, HTTPClient: srv.Client(), MaxAttempts: 2, BaseBackoff: time.Microsecond})
+	})
+	hc := &http.Client{Transport: handlerTransport{h}, Timeout: 10 * time.Second}
+	c, err := New(Config{BaseURL: "http://health.fuzz.invalid/", HTTPClient: hc, MaxAttempts: 2, BaseBackoff: time.Microsecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c.Session(testToken)
+}
+
+// handlerTransport serves requests with an http.Handler, in memory.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
 }
 
 func hasPageToken(r *http.Request) bool {
