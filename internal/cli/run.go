@@ -410,6 +410,11 @@ func newAPITransport(rps float64, timeout time.Duration) *apiTransport {
 
 func (t *apiTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err := t.limit.Wait(r.Context()); err != nil {
+		if r.Context().Err() == nil {
+			// The limiter refuses a wait that would outlast the deadline; to the caller that is
+			// the deadline, a network-class failure, not an API answer.
+			return nil, fmt.Errorf("%w: %v", context.DeadlineExceeded, err)
+		}
 		return nil, err
 	}
 	t.calls.Add(1)

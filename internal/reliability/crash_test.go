@@ -254,8 +254,8 @@ func (c *crash) inFlight() bool {
 // deleted first, so each upsert inserts a whole day, and the test holds a SHARE lock on
 // intraday_calories, the day's last statement: each worker's transaction writes the summary, heart
 // rate and steps, then waits. The kill lands when every worker is waiting; afterwards nothing of
-// those days may be stored. (A lock on a row would not do: its foreign key share-locks the
-// participant, and the claim's FOR UPDATE SKIP LOCKED would then pass the participant over.)
+// those days may be stored. A table lock, not a row of the test's own, holds every worker at the
+// same statement whatever participant it has.
 // Participants with no calories today (a local day that has just begun) write no calories and
 // are not held; their days are checked like any other.
 func (c *crash) upsertTx() bool {

@@ -9,6 +9,6 @@
 // `make reliability` collects into a table.
 //
 // The package has no non-test code: this file exists for the package comment. `go test` runs a
-// small version of every test (a few minutes in all on two cores); RELIABILITY_FULL=1, which
+// small version of every test (about a minute on two cores); RELIABILITY_FULL=1, which
 // `make reliability` sets, runs the full counts (50+ kills, 200 participants, ...).
 package reliability

@@ -659,15 +659,15 @@ func readFile(t *testing.T, path string) string {
 }
 
 // userLine is one participant's line of a run's log.
-type userLine struct{ msg, user, reason string }
+type userLine struct{ msg, user, reason, line string }
 
-var userLineRE = regexp.MustCompile(`msg="(user synced|user unchanged|user failed|user needs re-consent)" user=(\S+)(?: date=\S+)?(?: reason=(\S+))?`)
+var userLineRE = regexp.MustCompile(`msg="(user synced|user unchanged|user failed|user needs re-consent)" user=(\S+)(?: date=\S+)?(?: reason=(\S+))?.*`)
 
 // userLines returns the participant lines of a log.
 func userLines(log string) []userLine {
 	var out []userLine
 	for _, m := range userLineRE.FindAllStringSubmatch(log, -1) {
-		out = append(out, userLine{msg: m[1], user: m[2], reason: m[3]})
+		out = append(out, userLine{msg: m[1], user: m[2], reason: m[3], line: m[0]})
 	}
 	return out
 }
