@@ -127,17 +127,7 @@ func (o *BackfillOptions) run(ctx context.Context, e *Env) error {
 	if o.MaxRPS > quotaRPS {
 		fmt.Fprintf(e.Stderr, "warning: --max-rps %v is above the API's quota of %v requests a second per participant: expect 429 answers, which backfill waits out\n", o.MaxRPS, quotaRPS)
 	}
-	if err := o.Config.resolveDatabase(e.Getenv); err != nil {
-		return err
-	}
-	// A refreshed token is saved before it is used.
-	if err := o.Config.requireTokenKey(); err != nil {
-		return err
-	}
-	if err := o.Config.resolveGoogle(e.Getenv); err != nil {
-		return err
-	}
-	st, err := openChecked(ctx, e, &o.Config)
+	st, err := openForTokens(ctx, e, &o.Config)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,28 @@ func openChecked(ctx context.Context, e *Env, c *Config) (*store.Store, error) {
 	if err := c.resolveDatabase(e.Getenv); err != nil {
 		return nil, err
 	}
+	return openResolved(ctx, e, c)
+}
+
+// openForTokens is openChecked for the commands that write tokens and call Google: every
+// configuration check (database, token key, Google settings) comes before the connection, so a
+// mistake is reported as such (exit 2) even when the database is also down.
+func openForTokens(ctx context.Context, e *Env, c *Config) (*store.Store, error) {
+	if err := c.resolveDatabase(e.Getenv); err != nil {
+		return nil, err
+	}
+	// A refreshed token is saved before it is used.
+	if err := c.requireTokenKey(); err != nil {
+		return nil, err
+	}
+	if err := c.resolveGoogle(e.Getenv); err != nil {
+		return nil, err
+	}
+	return openResolved(ctx, e, c)
+}
+
+// openResolved connects with settings already resolved and checks the schema.
+func openResolved(ctx context.Context, e *Env, c *Config) (*store.Store, error) {
 	st, err := openStore(ctx, *c)
 	if err != nil {
 		return nil, err
@@ -203,16 +225,7 @@ func (o *AuthorizeOptions) run(ctx context.Context, e *Env) error {
 	if err := checkLabel(o.Label); err != nil {
 		return usageErr("--label: %v", err)
 	}
-	if err := o.Config.resolveDatabase(e.Getenv); err != nil {
-		return err
-	}
-	if err := o.Config.requireTokenKey(); err != nil {
-		return err
-	}
-	if err := o.Config.resolveGoogle(e.Getenv); err != nil {
-		return err
-	}
-	st, err := openChecked(ctx, e, &o.Config)
+	st, err := openForTokens(ctx, e, &o.Config)
 	if err != nil {
 		return err
 	}
