@@ -196,7 +196,7 @@ func TestDatabaseFaults(t *testing.T) {
 	w.exec(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO reliability_job`)
 	w.exec(`REVOKE UPDATE ON fitbit_users FROM reliability_job`)
 	w.exec(`GRANT UPDATE (status, timezone, device_last_sync_at, last_success_at, last_error, last_error_at, updated_at,
-		lease_holder, lease_expires_at, last_claimed_at, timezone_checked_at, consecutive_failures) ON fitbit_users TO reliability_job`)
+		lease_holder, lease_expires_at, last_claimed_at, claim_xid, timezone_checked_at, consecutive_failures) ON fitbit_users TO reliability_job`)
 	w.nearExpiry()
 	w.exec(`UPDATE fitbit_users SET device_last_sync_at = NULL`)
 	before := w.sim.Stats()

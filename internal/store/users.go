@@ -370,9 +370,21 @@ type ClaimRequest struct {
 	// sync the same user twice in a row. Ignored for users listed in Only.
 	MinInterval time.Duration
 	Only        []int64 // nil: any active user; else only these ids (still active only)
-	// Exclude lists users this run already had: a run gives each participant one turn, even
-	// when MinInterval is 0 or the user is named in Only.
-	Exclude []int64
+	// ClaimedBefore, when not 0, is a mark from ClaimMark taken when the run started: users
+	// claimed since (by this run or any other) are skipped, so a run gives each participant one
+	// turn even when MinInterval is 0 or the user is named in Only, and two runs with
+	// MinInterval 0 do not hand a participant back and forth.
+	ClaimedBefore int64
+}
+
+// ClaimMark returns a number that every later claim exceeds (ClaimRequest.ClaimedBefore): a
+// transaction id, which PostgreSQL hands out in increasing order.
+func (s *Store) ClaimMark(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&n); err != nil {
+		return 0, translate(err, "take a claim mark")
+	}
+	return n, nil
 }
 
 // claimNextSQL leases one claimable user. The inner SELECT ... FOR UPDATE SKIP LOCKED makes
@@ -384,13 +396,14 @@ const claimNextSQL = `
 UPDATE fitbit_users SET
 	lease_holder = $1,
 	lease_expires_at = coalesce($3::timestamptz, now()) + $2::bigint * interval '1 microsecond',
-	last_claimed_at = coalesce($3::timestamptz, now())
+	last_claimed_at = coalesce($3::timestamptz, now()),
+	claim_xid = pg_current_xact_id()::text::bigint
 WHERE id = (
 	SELECT id FROM fitbit_users
 	WHERE status = 'active'
 	  AND (lease_expires_at IS NULL OR lease_expires_at <= coalesce($3::timestamptz, now()))
 	  AND ($4::bigint[] IS NULL OR id = ANY ($4::bigint[]))
-	  AND NOT (id = ANY (coalesce($6::bigint[], '{}')))
+	  AND ($6::bigint = 0 OR claim_xid IS NULL OR claim_xid < $6::bigint)
 	  AND ($4::bigint[] IS NOT NULL OR last_claimed_at IS NULL
 	       OR last_claimed_at <= coalesce($3::timestamptz, now()) - $5::bigint * interval '1 microsecond')
 	ORDER BY last_claimed_at NULLS FIRST, id
@@ -411,7 +424,7 @@ func (s *Store) ClaimNext(ctx context.Context, r ClaimRequest) (User, error) {
 		now = pgtype.Timestamptz{Time: s.Now(), Valid: true}
 	}
 	u, err := s.scanUser(s.pool.QueryRow(ctx, claimNextSQL, r.Holder, r.Lease.Microseconds(), now,
-		r.Only, r.MinInterval.Microseconds(), r.Exclude))
+		r.Only, r.MinInterval.Microseconds(), r.ClaimedBefore))
 	if err != nil {
 		return User{}, translate(err, "claim user")
 	}

@@ -358,3 +358,64 @@ func TestCountActiveAndStatus(t *testing.T) {
 		t.Errorf("CountStatus(needs_reconsent) = %d, %v; want 1", n, err)
 	}
 }
+
+// A run gets each participant once, even with MinInterval 0 and the participant named in Only,
+// and does not take back one that another run claimed after it began (two runs with MinInterval 0
+// would otherwise pass participants back and forth for ever); a later run gets them again.
+func TestClaimOncePerRun(t *testing.T) {
+	t.Parallel()
+	st := pgtest.New(t)
+	ctx := context.Background()
+	a := newUser(t, st, "ONCEA")
+	b := newUser(t, st, "ONCEB")
+	c := newUser(t, st, "ONCEC")
+	mark := func() int64 {
+		t.Helper()
+		m, err := st.ClaimMark(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	claim := func(r store.ClaimRequest) (store.User, error) {
+		t.Helper()
+		u, err := st.ClaimNext(ctx, r)
+		if err == nil {
+			if err := st.Release(ctx, u.ID, r.Holder, store.Outcome{OK: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return u, err
+	}
+	run1 := store.ClaimRequest{Holder: "run-1", Lease: time.Minute, ClaimedBefore: mark()}
+	run2 := store.ClaimRequest{Holder: "run-2", Lease: time.Minute, ClaimedBefore: mark()}
+	if u, err := claim(run1); err != nil || u.ID != a.ID {
+		t.Fatalf("run-1 first claim = %v, %v; want %s", u.Handle(), err, a.Handle())
+	}
+	if u, err := claim(run2); err != nil || u.ID != b.ID {
+		t.Fatalf("run-2 claim = %v, %v; want %s (not %s, which run-1 had)", u.Handle(), err, b.Handle(), a.Handle())
+	}
+	if u, err := claim(run1); err != nil || u.ID != c.ID {
+		t.Fatalf("run-1 second claim = %v, %v; want %s", u.Handle(), err, c.Handle())
+	}
+	for _, r := range []store.ClaimRequest{run1, run2} {
+		if u, err := claim(r); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("%s claimed %s again: %v", r.Holder, u.Handle(), err)
+		}
+		named := r
+		named.Only = []int64{a.ID, b.ID, c.ID}
+		if u, err := claim(named); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("%s claimed %s again (named): %v", r.Holder, u.Handle(), err)
+		}
+	}
+	// Without a mark (backfill's claims) and for a run that starts now, released users are claimable.
+	noMark := run1
+	noMark.ClaimedBefore = 0
+	if u, err := claim(noMark); err != nil || u.ID != a.ID {
+		t.Fatalf("claim without a mark = %v, %v; want %s", u.Handle(), err, a.Handle())
+	}
+	run3 := store.ClaimRequest{Holder: "run-3", Lease: time.Minute, ClaimedBefore: mark()}
+	if u, err := claim(run3); err != nil || u.ID != b.ID {
+		t.Fatalf("run-3 claim = %v, %v; want %s", u.Handle(), err, b.Handle())
+	}
+}

@@ -196,22 +196,18 @@ func (s *Syncer) logUnclaimed(named []store.User, claimed map[int64]bool) {
 func (s *Syncer) claimer(opts Options, only []int64) func(context.Context) (store.User, error) {
 	if !opts.DryRun {
 		var (
-			mu   sync.Mutex
-			had  []int64
-			base = store.ClaimRequest{Holder: opts.Holder, Lease: opts.lease(), MinInterval: opts.MinInterval, Only: only}
+			once sync.Once
+			mark int64
+			err  error
 		)
 		return func(ctx context.Context) (store.User, error) {
-			// Claims are serialised within the run so each one excludes every participant this
-			// run already had; they are single-row updates, far cheaper than a sync.
-			mu.Lock()
-			defer mu.Unlock()
-			req := base
-			req.Exclude = had
-			u, err := s.Store.ClaimNext(ctx, req)
-			if err == nil {
-				had = append(had, u.ID)
+			// Participants claimed after the run began (by it or another run) are not claimed.
+			once.Do(func() { mark, err = s.Store.ClaimMark(ctx) })
+			if err != nil {
+				return store.User{}, err
 			}
-			return u, err
+			return s.Store.ClaimNext(ctx, store.ClaimRequest{Holder: opts.Holder, Lease: opts.lease(),
+				MinInterval: opts.MinInterval, Only: only, ClaimedBefore: mark})
 		}
 	}
 	var (
