@@ -42,11 +42,11 @@ func TestMigrateAndSchemaChecks(t *testing.T) {
 			t.Fatalf("concurrent migrate %d: exit %d %s", i, r.code, r.stderr)
 		}
 	}
-	if got := results[0].stdout + results[1].stdout; !strings.Contains(got, "migrated schema from version 0 to 1") {
+	if got := results[0].stdout + results[1].stdout; !strings.Contains(got, "migrated schema from version 0 to 2") {
 		t.Errorf("neither migrate reported the migration: %q", got)
 	}
 	r = w.run(env, "migrate")
-	if r.code != ExitOK || !strings.Contains(r.stdout, "schema is up to date at version 1") {
+	if r.code != ExitOK || !strings.Contains(r.stdout, "schema is up to date at version 2") {
 		t.Fatalf("second migrate: exit %d %q", r.code, r.stdout)
 	}
 	if r := w.run(env, "migrate", "--status"); !strings.Contains(r.stdout, "up to date") {
@@ -73,6 +73,7 @@ func TestRunConfigurationErrors(t *testing.T) {
 		{"bad api url", w.env(EnvHealthAPIURL, "health.googleapis.com"), nil, ExitUsage, "HEALTH_API_URL"},
 		{"bad date", w.env(), []string{"--date", "2026-13-01"}, ExitUsage, "--date"},
 		{"bad concurrency", w.env(), []string{"--concurrency", "0"}, ExitUsage, "--concurrency"},
+		{"bad fetch concurrency", w.env(), []string{"--fetch-concurrency", "14"}, ExitUsage, "--fetch-concurrency 14: use a number from 1 to 13"},
 		{"bad log format", w.env(), []string{"--log-format", "xml"}, ExitUsage, "--log-format"},
 		{"unknown flag", w.env(), []string{"--nope"}, ExitUsage, "unknown flag"},
 		{"stray argument", w.env(), []string{"CRBM3W"}, ExitUsage, "unknown command"},

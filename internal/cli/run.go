@@ -28,23 +28,24 @@ import (
 
 // RunOptions are the `run` command's flags.
 type RunOptions struct {
-	Config         Config
-	Users          []string
-	Date           string
-	Concurrency    int
-	DryRun         bool
-	ForceRefresh   bool
-	MinInterval    time.Duration
-	MaxCatchupDays int
-	MaxRPS         float64
-	UserTimeout    time.Duration
-	LogFile        string
-	LogMaxSizeMB   int
-	LogMaxBackups  int
-	LogMaxAgeDays  int
-	LogFormat      string
-	MetricsFile    string
-	HealthcheckURL string
+	Config           Config
+	Users            []string
+	Date             string
+	Concurrency      int
+	FetchConcurrency int
+	DryRun           bool
+	ForceRefresh     bool
+	MinInterval      time.Duration
+	MaxCatchupDays   int
+	MaxRPS           float64
+	UserTimeout      time.Duration
+	LogFile          string
+	LogMaxSizeMB     int
+	LogMaxBackups    int
+	LogMaxAgeDays    int
+	LogFormat        string
+	MetricsFile      string
+	HealthcheckURL   string
 }
 
 // NewCmdRun builds `sync-all run`. runF replaces the command's body in flag-parsing tests.
@@ -78,6 +79,7 @@ the lock); 1 one or more participants failed; 2 usage or configuration error; 3 
 	fs.StringArrayVar(&o.Users, "user", nil, "sync only this participant (legacy Fitbit id such as CRBM3W, health user id or numeric id); repeatable")
 	fs.StringVar(&o.Date, "date", "", "re-sync this local day (YYYY-MM-DD) for the selected participants, whatever the watermark")
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "participants synced at once")
+	fs.IntVar(&o.FetchConcurrency, "fetch-concurrency", maxFetchConcurrency, "API calls in flight at once for one participant-day (1 = one after another)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "fetch and report what would change, write no data (a rotated token is still saved)")
 	fs.BoolVar(&o.ForceRefresh, "force-refresh", false, "refresh every selected participant's token, whatever its expiry")
 	fs.DurationVar(&o.MinInterval, "min-interval", 4*time.Minute, "skip participants synced less than this ago (unless named with --user)")
@@ -94,11 +96,17 @@ the lock); 1 one or more participants failed; 2 usage or configuration error; 3 
 	return cmd
 }
 
+// maxFetchConcurrency is the number of calls a participant-day makes: nine dailyRollUps, the
+// resting heart rate list and three rollUps.
+const maxFetchConcurrency = 13
+
 // validate checks flags that need no I/O; a failure is a usage error (exit 2).
 func (o *RunOptions) validate() (*health.Date, error) {
 	switch {
 	case o.Concurrency < 1 || o.Concurrency > 256:
 		return nil, usageErr("--concurrency %d: use a number from 1 to 256", o.Concurrency)
+	case o.FetchConcurrency < 1 || o.FetchConcurrency > maxFetchConcurrency:
+		return nil, usageErr("--fetch-concurrency %d: use a number from 1 to %d (a day is %d calls)", o.FetchConcurrency, maxFetchConcurrency, maxFetchConcurrency)
 	case o.MinInterval < 0:
 		return nil, usageErr("--min-interval %s: must not be negative", o.MinInterval)
 	case o.MaxCatchupDays < 1 || o.MaxCatchupDays > 90:
@@ -234,8 +242,9 @@ func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, da
 	// One hung request must leave room in the participant's budget for the client's retries
 	// (3 attempts): a third of it, at most 30 s (a Google Health API call takes well under 1 s).
 	reqTimeout := min(30*time.Second, o.UserTimeout/3)
-	api := newAPITransport(o.MaxRPS, reqTimeout)
-	hcl, err := health.New(health.Config{BaseURL: o.Config.HealthAPIURL, HTTPClient: &http.Client{Timeout: reqTimeout, Transport: api}})
+	api := newAPITransport(o.MaxRPS, reqTimeout, o.Concurrency)
+	hcl, err := health.New(health.Config{BaseURL: o.Config.HealthAPIURL, HTTPClient: &http.Client{Timeout: reqTimeout, Transport: api},
+		DayConcurrency: o.FetchConcurrency})
 	if err != nil {
 		return 0, usageErr("%s: %v", EnvHealthAPIURL, err)
 	}
@@ -401,9 +410,12 @@ type apiTransport struct {
 	limited atomic.Int64 // 429 answers
 }
 
-func newAPITransport(rps float64, timeout time.Duration) *apiTransport {
+func newAPITransport(rps float64, timeout time.Duration, concurrency int) *apiTransport {
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.MaxIdleConnsPerHost = 32
+	// Keep a connection for each request a run can have in flight (a participant's day makes
+	// up to 13 at once): a smaller idle pool closes connections only to dial them again.
+	base.MaxIdleConnsPerHost = max(32, maxFetchConcurrency*concurrency)
+	base.MaxIdleConns = base.MaxIdleConnsPerHost
 	base.ResponseHeaderTimeout = timeout
 	return &apiTransport{base: base, limit: rate.NewLimiter(rate.Limit(rps), max(1, int(rps/10)))}
 }

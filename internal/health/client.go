@@ -26,6 +26,9 @@ type Config struct {
 	MaxAttempts int
 	// BaseBackoff is the first retry delay, doubled per attempt and jittered; default 500ms.
 	BaseBackoff time.Duration
+	// DayConcurrency bounds the calls of one Day in flight at once; 0 means all thirteen, 1 one
+	// after another.
+	DayConcurrency int
 }
 
 const (

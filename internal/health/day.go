@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	healthapi "google.golang.org/api/health/v4"
 )
 
@@ -26,8 +27,10 @@ const maxBPM = 400
 
 // Day fetches one local civil day of data for the participant: the daily summary (nine
 // dailyRollUp calls and the resting heart rate list) and the 1-minute heart rate and 5-minute
-// steps and calories roll-ups over [local midnight, next local midnight) in loc. Every call is
-// followed through all its pages. It returns a complete Day or an error, never a partial Day.
+// steps and calories roll-ups over [local midnight, next local midnight) in loc. The thirteen
+// calls run at once (the day's latency is one call's, not thirteen's); each is followed through
+// all its pages. The first failure cancels the others. It returns a complete Day or an error,
+// never a partial Day.
 func (s *Session) Day(ctx context.Context, date Date, loc *time.Location) (*Day, error) {
 	if loc == nil {
 		return nil, &Error{Kind: KindAPI, Op: "day " + date.String(), Err: errors.New("nil location")}
@@ -36,24 +39,42 @@ func (s *Session) Day(ctx context.Context, date Date, loc *time.Location) (*Day,
 		return nil, &Error{Kind: KindAPI, Op: "day " + date.String(), Err: errors.New("invalid date")}
 	}
 	d := &Day{Date: date, Start: date.In(loc).UTC(), End: date.AddDays(1).In(loc).UTC()}
-	var err error
-	if d.Summary, err = s.summary(ctx, date); err != nil {
-		return nil, err
+	if n := s.c.cfg.DayConcurrency; n > 0 {
+		ctx = context.WithValue(ctx, daySlotsKey{}, make(chan struct{}, n))
 	}
-	if !d.End.After(d.Start) {
-		// A calendar day the zone skipped (Pacific/Apia 2011-12-30) has no instants to roll up.
-		return d, nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { d.Summary, err = s.summary(gctx, date); return err })
+	// A calendar day the zone skipped (Pacific/Apia 2011-12-30) has no instants to roll up.
+	if d.End.After(d.Start) {
+		g.Go(inSlot(gctx, func() (err error) { d.HeartRate, err = s.heartRate(gctx, d.Start, d.End); return err }))
+		g.Go(inSlot(gctx, func() (err error) { d.Steps, err = s.steps(gctx, d.Start, d.End); return err }))
+		g.Go(inSlot(gctx, func() (err error) { d.Calories, err = s.calories(gctx, d.Start, d.End); return err }))
 	}
-	if d.HeartRate, err = s.heartRate(ctx, d.Start, d.End); err != nil {
-		return nil, err
-	}
-	if d.Steps, err = s.steps(ctx, d.Start, d.End); err != nil {
-		return nil, err
-	}
-	if d.Calories, err = s.calories(ctx, d.Start, d.End); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// daySlotsKey carries a Day's semaphore (Config.DayConcurrency) to its calls.
+type daySlotsKey struct{}
+
+// inSlot wraps one of a Day's calls so it runs only while it holds one of the Day's slots, when
+// the Day has a bound.
+func inSlot(ctx context.Context, fn func() error) func() error {
+	slots, _ := ctx.Value(daySlotsKey{}).(chan struct{})
+	if slots == nil {
+		return fn
+	}
+	return func() error {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return &Error{Kind: KindTransient, Op: "day", Err: ctx.Err()}
+		}
+		defer func() { <-slots }()
+		return fn()
+	}
 }
 
 // summaryFields maps each dailyRollUp data type to the Summary fields it fills. A nil value
@@ -128,27 +149,31 @@ var summaryFields = []struct {
 	}},
 }
 
-// summary runs the nine dailyRollUp calls and the resting heart rate list for date.
+// summary runs the nine dailyRollUp calls and the resting heart rate list for date, at once,
+// and then fills the Summary from their answers in a fixed order.
 func (s *Session) summary(ctx context.Context, date Date) (Summary, error) {
-	var sum Summary
-	for _, f := range summaryFields {
-		op := "dailyRollUp " + f.dataType + " " + date.String()
-		p, err := s.dailyRollUp(ctx, op, f.dataType, date)
-		if err != nil {
-			return Summary{}, err
-		}
-		if p == nil {
-			continue
-		}
-		if err := f.apply(p, &sum); err != nil {
-			return Summary{}, &Error{Kind: KindMalformed, Op: op, Err: err}
-		}
+	var (
+		sum    Summary
+		points = make([]*healthapi.DailyRollupDataPoint, len(summaryFields))
+		ops    = make([]string, len(summaryFields))
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	for i, f := range summaryFields {
+		ops[i] = "dailyRollUp " + f.dataType + " " + date.String()
+		g.Go(inSlot(gctx, func() (err error) { points[i], err = s.dailyRollUp(gctx, ops[i], f.dataType, date); return err }))
 	}
-	rhr, err := s.restingHeartRate(ctx, date)
-	if err != nil {
+	g.Go(inSlot(gctx, func() (err error) { sum.RestingHeartRate, err = s.restingHeartRate(gctx, date); return err }))
+	if err := g.Wait(); err != nil {
 		return Summary{}, err
 	}
-	sum.RestingHeartRate = rhr
+	for i, f := range summaryFields {
+		if points[i] == nil {
+			continue
+		}
+		if err := f.apply(points[i], &sum); err != nil {
+			return Summary{}, &Error{Kind: KindMalformed, Op: ops[i], Err: err}
+		}
+	}
 	return sum, nil
 }
 
@@ -317,6 +342,7 @@ func (s *Session) rollUp(ctx context.Context, dataType string, start, end time.T
 			req := &healthapi.RollUpDataPointsRequest{
 				Range:      &healthapi.Interval{StartTime: start.UTC().Format(time.RFC3339), EndTime: end.UTC().Format(time.RFC3339)},
 				WindowSize: fmt.Sprintf("%ds", int64(w/time.Second)),
+				PageSize:   rollUpPageSize(start, end, w),
 				PageToken:  token,
 			}
 			return s.c.svc.Users.DataTypes.DataPoints.RollUp("users/me/dataTypes/"+dataType, req).Context(ctx).Do()
@@ -348,6 +374,14 @@ func (s *Session) rollUp(ctx context.Context, dataType string, start, end time.T
 		}
 	}
 	return nil
+}
+
+// rollUpPageSize asks for every window of the range in one page (the API's default is 1440 and
+// its maximum 10000, doc §5), so a 25-hour day's 1,500 heart-rate minutes are one call, not two.
+// A server with a lower cap still pages, and pages are followed.
+func rollUpPageSize(start, end time.Time, w time.Duration) int64 {
+	n := int64((end.Sub(start) + w - 1) / w)
+	return min(max(n, 1), 10000)
 }
 
 // windowStart parses and checks one rollUp window of size w requested over [start, end).

@@ -3,10 +3,12 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,19 +21,46 @@ type simEnv struct {
 	sim *healthsim.Server
 	ts  *httptest.Server
 	c   *Client
+
+	mu   sync.Mutex
+	hits map[string]int // requests by access token and URL path
+}
+
+// ServeHTTP counts the request by token and path, then lets the simulator answer.
+func (e *simEnv) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.mu.Lock()
+	e.hits[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")+" "+r.URL.Path]++
+	e.mu.Unlock()
+	e.sim.ServeHTTP(w, r)
+}
+
+// requests counts the requests made with access to paths containing part, and the most any one
+// such path had.
+func (e *simEnv) requests(access, part string) (total, most int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, n := range e.hits {
+		tok, path, _ := strings.Cut(k, " ")
+		if tok == access && strings.Contains(path, part) {
+			total += n
+			most = max(most, n)
+		}
+	}
+	return total, most
 }
 
 func newSim(t *testing.T, o healthsim.Options, now time.Time) *simEnv {
 	t.Helper()
 	o.Now = func() time.Time { return now }
-	sim := healthsim.New(o)
-	ts := httptest.NewServer(sim)
-	t.Cleanup(ts.Close)
-	c, err := New(Config{BaseURL: ts.URL, HTTPClient: ts.Client(), MaxAttempts: 3, BaseBackoff: time.Millisecond})
+	e := &simEnv{sim: healthsim.New(o), hits: map[string]int{}}
+	e.ts = httptest.NewServer(e)
+	t.Cleanup(e.ts.Close)
+	c, err := New(Config{BaseURL: e.ts.URL, HTTPClient: e.ts.Client(), MaxAttempts: 3, BaseBackoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &simEnv{sim: sim, ts: ts, c: c}
+	e.c = c
+	return e
 }
 
 // participant adds a participant in zone, syncs their device at the clock's now (so the whole
@@ -206,62 +235,68 @@ func TestFaults(t *testing.T) {
 	loc := mustLoad(t, "America/Los_Angeles")
 	var log errLog
 
-	// Not "heart-rate": that also matches daily-resting-heart-rate, which is listed first.
+	// Not "heart-rate": that also matches daily-resting-heart-rate.
 	const hrRollUp = "heart-rate/dataPoints:rollUp"
-	// A clean day, for the number of requests a Day takes.
-	base := env.participant(t, "BASE01", "America/Los_Angeles", true)
-	if _, err := base.Day(context.Background(), date, loc); err != nil {
+	const stepsRollUp = "steps/dataPoints:rollUp"
+	// A clean day, for the number of requests its heart rate takes. The calls of a day run at
+	// once, so only the faulted path's requests are counted, never the day's total.
+	env.sim.AddParticipant(healthsim.Participant{LegacyUserID: "BASE01", TimeZone: "America/Los_Angeles"})
+	env.sim.SyncDevice("BASE01")
+	baseAccess, _, _ := env.sim.Grant("BASE01", nil)
+	if _, err := env.c.Session(baseAccess).Day(context.Background(), date, loc); err != nil {
 		t.Fatal(err)
 	}
-	cleanRollUps := env.sim.Requests("BASE01", "rollUp")
-	if cleanRollUps < 4 {
-		t.Fatalf("a clean day took %d rollUps: heart rate should paginate (500 per page)", cleanRollUps)
+	cleanHR, _ := env.requests(baseAccess, hrRollUp)
+	if cleanHR < 3 {
+		t.Fatalf("a clean day took %d heart-rate rollUps: it should paginate (500 per page)", cleanHR)
 	}
 
 	for _, tc := range []struct {
-		name      string
-		fault     healthsim.Fault
-		scopes    []string // grant only these (nil = all)
-		revoke    bool
-		kind      Kind
-		status    int
-		reason    string
-		retry     time.Duration
-		rollUps   int  // expected rollUp requests; -1 = do not check
-		wantDay   bool // the fault is absorbed by retries
-		dailyHits int  // expected dailyRollUp requests; 0 = do not check
+		name    string
+		fault   healthsim.Fault
+		scopes  []string // grant only these (nil = all)
+		revoke  bool
+		kind    Kind
+		status  int
+		reason  string
+		retry   time.Duration
+		path    string // count requests to this path (default: the heart-rate rollUp)
+		hits    int    // expected requests to path; 0 = do not check
+		once    bool   // no path may be requested twice (the error is not retried)
+		wantDay bool   // the fault is absorbed by retries
 	}{
 		{name: "500 once is retried", fault: healthsim.Fault{Path: hrRollUp, Status: 500, Times: 1},
-			wantDay: true, rollUps: cleanRollUps + 1},
+			wantDay: true, hits: cleanHR + 1},
 		{name: "503 always exhausts attempts", fault: healthsim.Fault{Path: hrRollUp, Status: 503},
-			kind: KindTransient, status: 503, reason: "UNAVAILABLE", rollUps: 3},
+			kind: KindTransient, status: 503, reason: "UNAVAILABLE", hits: 3},
 		{name: "truncated once is retried", fault: healthsim.Fault{Path: hrRollUp, Body: "truncated", Times: 1},
-			wantDay: true, rollUps: cleanRollUps + 1},
+			wantDay: true, hits: cleanHR + 1},
 		{name: "truncated always is transient", fault: healthsim.Fault{Path: hrRollUp, Body: "truncated"},
-			kind: KindTransient, reason: "TRUNCATED", rollUps: 3},
+			kind: KindTransient, reason: "TRUNCATED", hits: 3},
 		{name: "429 is not retried", fault: healthsim.Fault{Path: hrRollUp, Status: 429, Reason: "RATE_LIMIT_EXCEEDED", RetryAfter: 30 * time.Second},
-			kind: KindRateLimited, status: 429, reason: "RATE_LIMIT_EXCEEDED", retry: 30 * time.Second, rollUps: 1},
+			kind: KindRateLimited, status: 429, reason: "RATE_LIMIT_EXCEEDED", retry: 30 * time.Second, hits: 1},
 		{name: "account not linked", fault: healthsim.Fault{AccountNotLinked: true},
-			kind: KindReconsent, status: 400, reason: "ACCOUNT_NOT_LINKED", rollUps: 0, dailyHits: 1},
+			kind: KindReconsent, status: 400, reason: "ACCOUNT_NOT_LINKED", once: true},
 		{name: "missing scope fault", fault: healthsim.Fault{Path: "steps", MissingScope: true},
-			kind: KindReconsent, status: 403, reason: "ACCESS_TOKEN_SCOPE_INSUFFICIENT", rollUps: 0, dailyHits: 1},
-		// Resting heart rate (health_metrics scope) is listed before any rollUp.
+			kind: KindReconsent, status: 403, reason: "ACCESS_TOKEN_SCOPE_INSUFFICIENT", once: true},
+		// Resting heart rate and heart rate need the health_metrics scope.
 		{name: "scope not granted", scopes: []string{healthsim.ScopeActivity, healthsim.ScopeSettings},
-			kind: KindReconsent, status: 403, reason: "ACCESS_TOKEN_SCOPE_INSUFFICIENT", rollUps: 0, dailyHits: 9},
+			kind: KindReconsent, status: 403, reason: "ACCESS_TOKEN_SCOPE_INSUFFICIENT", once: true},
 		{name: "legacy login", fault: healthsim.Fault{Status: 403, Message: healthsim.MessageUberMint},
-			kind: KindReconsent, status: 403, reason: "PERMISSION_DENIED", rollUps: 0, dailyHits: 1},
+			kind: KindReconsent, status: 403, reason: "PERMISSION_DENIED", once: true},
 		{name: "legacy 410", fault: healthsim.Fault{Status: 410},
-			kind: KindReconsent, status: 410, rollUps: 0, dailyHits: 1, reason: "-"},
-		{name: "revoked grant", revoke: true, kind: KindAPI, status: 401, rollUps: 0, dailyHits: 1, reason: "-"},
+			kind: KindReconsent, status: 410, once: true, reason: "-"},
+		{name: "revoked grant", revoke: true, kind: KindAPI, status: 401, once: true, reason: "-"},
 		{name: "malformed body is retried once, then reported", fault: healthsim.Fault{Path: hrRollUp, Body: "malformed"},
-			kind: KindMalformed, rollUps: 2},
+			kind: KindMalformed, hits: 2},
 		{name: "malformed once is retried", fault: healthsim.Fault{Path: hrRollUp, Body: "malformed", Times: 1},
-			wantDay: true, rollUps: cleanRollUps + 1},
+			wantDay: true, hits: cleanHR + 1},
 		{name: "garbage body", fault: healthsim.Fault{Path: "total-calories/dataPoints:rollUp", Body: "garbage"},
-			kind: KindMalformed, rollUps: -1},
-		{name: "window outside range", fault: healthsim.Fault{Path: "steps/dataPoints:rollUp", Body: "outside-range"},
-			kind: KindMalformed, rollUps: cleanRollUps - 1}, // heart-rate pages, then steps
-		{name: "int64 as numbers", fault: healthsim.Fault{Body: "numbers"}, wantDay: true, rollUps: cleanRollUps},
+			kind: KindMalformed},
+		// A body that decodes but is wrong is not a corrupted transfer: not retried.
+		{name: "window outside range", fault: healthsim.Fault{Path: stepsRollUp, Body: "outside-range"},
+			kind: KindMalformed, path: stepsRollUp, hits: 1},
+		{name: "int64 as numbers", fault: healthsim.Fault{Body: "numbers"}, wantDay: true, hits: cleanHR},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -303,11 +338,17 @@ func TestFaults(t *testing.T) {
 					t.Errorf("reason %q, want %q", he.Reason, tc.reason)
 				}
 			}
-			if n := env.sim.Requests(id, "rollUp"); tc.rollUps >= 0 && n != tc.rollUps {
-				t.Errorf("rollUp requests = %d, want %d", n, tc.rollUps)
+			path := tc.path
+			if path == "" {
+				path = hrRollUp
 			}
-			if n := env.sim.Requests(id, "dailyRollUp"); tc.dailyHits > 0 && n != tc.dailyHits {
-				t.Errorf("dailyRollUp requests = %d, want %d (not retried)", n, tc.dailyHits)
+			if n, _ := env.requests(access, path); tc.hits > 0 && n != tc.hits {
+				t.Errorf("%s requests = %d, want %d", path, n, tc.hits)
+			}
+			// Only the faulted paths: another call may have fetched a second page before the
+			// failure cancelled it.
+			if _, most := env.requests(access, tc.fault.Path); tc.once && most != 1 {
+				t.Errorf("a faulted path was requested %d times; the error must not be retried", most)
 			}
 		})
 	}
@@ -337,7 +378,7 @@ func TestFaults(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_, err := base.Day(ctx, date, loc)
+		_, err := env.c.Session(baseAccess).Day(ctx, date, loc)
 		log.add(err)
 		if KindOf(err) != KindTransient || !errors.Is(err, context.Canceled) {
 			t.Errorf("cancelled: %v, want transient wrapping context.Canceled", err)
@@ -353,8 +394,10 @@ func TestFaults(t *testing.T) {
 		if day != nil || !errors.As(err, &he) || he.Kind != KindRateLimited || he.RetryAfter <= 0 || he.RetryAfter > time.Minute {
 			t.Fatalf("quota: %v, %v; want rate limited with a retry time", day, err)
 		}
-		if n := qenv.sim.Requests("QUOTA1", "dailyRollUp"); n != 6 {
-			t.Errorf("dailyRollUp requests = %d, want 5 allowed + 1 refused", n)
+		// The day's calls run at once: five pass, and every one refused is not retried.
+		refused := qenv.sim.Stats().RateLimited
+		if total, _ := qenv.requests(s.token, ""); refused < 1 || total != 5+refused {
+			t.Errorf("%d requests with %d refused; want 5 allowed plus the refused ones, none retried", total, refused)
 		}
 		for _, sec := range qenv.sim.Secrets() {
 			if strings.Contains(err.Error(), sec) {
@@ -422,5 +465,60 @@ func TestNewRejectsBadBaseURL(t *testing.T) {
 	c, err := New(Config{BaseURL: "https://health.googleapis.com"})
 	if err != nil || c.cfg.BaseURL != "https://health.googleapis.com/" || c.cfg.MaxAttempts != 3 || c.cfg.BaseBackoff != 500*time.Millisecond {
 		t.Errorf("defaults: %+v, %v", c, err)
+	}
+}
+
+// TestDayConcurrency checks that a Day's calls run at once by default and one after another with
+// DayConcurrency 1, and that both give the simulator's day.
+func TestDayConcurrency(t *testing.T) {
+	t.Parallel()
+	date := Date{2026, 3, 8}
+	now := date.AddDays(2).In(time.UTC)
+	loc := mustLoad(t, "Europe/Berlin")
+	for _, tc := range []struct {
+		limit     int
+		atLeast   int // in flight at once, at some moment
+		atMost    int
+		wantCalls int
+	}{
+		{limit: 0, atLeast: 4, atMost: 13, wantCalls: 13},
+		{limit: 1, atLeast: 1, atMost: 1, wantCalls: 13},
+		{limit: 3, atLeast: 2, atMost: 3, wantCalls: 13},
+	} {
+		t.Run(fmt.Sprint("limit ", tc.limit), func(t *testing.T) {
+			t.Parallel()
+			sim := healthsim.New(healthsim.Options{Now: func() time.Time { return now }, RateLimitPerMinute: -1, PageSize: 5000})
+			sim.AddParticipant(healthsim.Participant{LegacyUserID: "CONC01", TimeZone: "Europe/Berlin"})
+			sim.SyncDevice("CONC01")
+			access, _, _ := sim.Grant("CONC01", nil)
+			var inFlight, most, calls atomic.Int64
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := inFlight.Add(1)
+				defer inFlight.Add(-1)
+				calls.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				time.Sleep(20 * time.Millisecond) // long enough for calls started together to overlap
+				sim.ServeHTTP(w, r)
+			}))
+			t.Cleanup(ts.Close)
+			c, err := New(Config{BaseURL: ts.URL, HTTPClient: ts.Client(), DayConcurrency: tc.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			day, err := c.Session(access).Day(context.Background(), date, loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(truthDay(date, sim.Truth("CONC01", date.Year, date.Month, date.Day)), day); d != "" {
+				t.Errorf("Day differs from the simulator (-want +got):\n%s", d)
+			}
+			if m := int(most.Load()); m < tc.atLeast || m > tc.atMost {
+				t.Errorf("at most %d calls were in flight at once; want %d to %d", m, tc.atLeast, tc.atMost)
+			}
+			if n := int(calls.Load()); n != tc.wantCalls {
+				t.Errorf("%d calls, want %d (one page each)", n, tc.wantCalls)
+			}
+		})
 	}
 }
