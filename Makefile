@@ -28,8 +28,9 @@ test-race: ## Run every test with the race detector
 	$(GO) test -count=1 -race -timeout 45m ./...
 
 .PHONY: bench
-bench: ## Run the benchmarks (store upserts against a real PostgreSQL, decoding, crypto)
+bench: build ## Run the benchmarks: go test micro-benchmarks, then the store and end-to-end figures against their targets (a table at the end, also in bin/bench.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+	$(BIN)/sync-all-bench --bin $(BIN) --out $(BIN)/bench.md
 
 .PHONY: reliability
 reliability: ## Run the fault suite in full (SIGKILLs, database outages, overlap, API faults, skew) and print its figures

@@ -35,6 +35,10 @@ type Options struct {
 	// Log receives initdb's output and, at Stop, the server log. nil discards them (the log is
 	// still put into Start's error when the server does not come up).
 	Log io.Writer
+	// Durable keeps PostgreSQL's production defaults (fsync, synchronous_commit and
+	// full_page_writes on) instead of turning them off for speed: benchmarks use it so WAL volume
+	// and commit costs are what a real server has.
+	Durable bool
 }
 
 // Cluster is a running PostgreSQL server. Superuser "postgres", trust authentication.
@@ -49,6 +53,7 @@ type Cluster struct {
 	bin     string
 	runAs   *user.User // nil: run binaries as ourselves
 	log     io.Writer
+	durable bool
 
 	watchdog     *exec.Cmd      // stops the server if this process dies without Stop
 	watchdogPipe io.WriteCloser // its stdin; EOF (our exit or Stop) is its signal
@@ -68,7 +73,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{bin: bin, log: o.Log}
+	c := &Cluster{bin: bin, log: o.Log, durable: o.Durable}
 	if c.log == nil {
 		c.log = io.Discard
 	}
@@ -249,19 +254,19 @@ func (c *Cluster) initdb(ctx context.Context) error {
 }
 
 func (c *Cluster) start(ctx context.Context) error {
-	conf := strings.Join([]string{
+	settings := []string{
 		"listen_addresses = '127.0.0.1'",
 		"port = " + strconv.Itoa(c.port),
 		"unix_socket_directories = " + quoteConf(c.sockDir),
-		// Durability off: the data is disposable and these make tests several times faster.
-		"fsync = off",
-		"synchronous_commit = off",
-		"full_page_writes = off",
 		// Parallel test packages each open a pool per test database.
 		"max_connections = 200",
 		"logging_collector = off",
-		"",
-	}, "\n")
+	}
+	if !c.durable {
+		// Durability off: the data is disposable and these make tests several times faster.
+		settings = append(settings, "fsync = off", "synchronous_commit = off", "full_page_writes = off")
+	}
+	conf := strings.Join(append(settings, ""), "\n")
 	confPath := filepath.Join(c.dataDir, "pglocal.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return fmt.Errorf("configure cluster: %w", err)

@@ -2,13 +2,10 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
-
+	"github.com/studylab/sync-all/internal/bench"
 	"github.com/studylab/sync-all/internal/health"
 	"github.com/studylab/sync-all/internal/pgtest"
 	"github.com/studylab/sync-all/internal/store"
@@ -90,11 +87,8 @@ func BenchmarkUpsertDayFiveChanged(b *testing.B) {
 	reportRows(b)
 }
 
-// BenchmarkRowByRowBaseline writes a participant-day the way an ORM's update_or_create does: per
-// point, SELECT the row FOR UPDATE, then INSERT it if missing or UPDATE it if present (Django's
-// update_or_create saves the found object whether or not a value changed), each point in its own
-// transaction (update_or_create's transaction.atomic). Real Django also wraps the create in a
-// savepoint, two more round trips, so this baseline is if anything optimistic.
+// BenchmarkRowByRowBaseline writes a participant-day the way an ORM's update_or_create does
+// (bench.RowByRow: per point, SELECT ... FOR UPDATE, then INSERT or UPDATE):
 //
 //   - cold: a day never stored, like BenchmarkUpsertDayCold;
 //   - cold-one-tx: the same, but the whole day in one transaction (the most favourable case);
@@ -129,7 +123,7 @@ func BenchmarkRowByRowBaseline(b *testing.B) {
 				if mode.fresh {
 					rbr, set = ids[2*i], ids[2*i+1]
 				}
-				if err := rowByRow(ctx, st, rbr, time.UTC, day, mode.perCallTx); err != nil {
+				if err := bench.RowByRow(ctx, st.Pool(), rbr, time.UTC, day, mode.perCallTx); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
@@ -144,116 +138,4 @@ func BenchmarkRowByRowBaseline(b *testing.B) {
 			b.ReportMetric(b.Elapsed().Seconds()/setBased.Seconds(), "speedup_x")
 		})
 	}
-}
-
-func rowByRow(ctx context.Context, st *store.Store, userID int64, loc *time.Location, day *health.Day, perCallTx bool) error {
-	pool := st.Pool()
-	var outer pgx.Tx
-	if !perCallTx {
-		var err error
-		if outer, err = pool.Begin(ctx); err != nil {
-			return err
-		}
-		defer outer.Rollback(ctx)
-	}
-	// updateOrCreate runs one point: SELECT ... FOR UPDATE, then INSERT if missing, else UPDATE.
-	updateOrCreate := func(selectSQL string, key []any, insertSQL, updateSQL string, args []any) error {
-		q := outer
-		if perCallTx {
-			tx, err := pool.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback(ctx)
-			q = tx
-		}
-		var found int
-		err := q.QueryRow(ctx, selectSQL, key...).Scan(&found)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			_, err = q.Exec(ctx, insertSQL, args...)
-		case err == nil:
-			_, err = q.Exec(ctx, updateSQL, args...)
-		}
-		if err != nil {
-			return err
-		}
-		if perCallTx {
-			return q.Commit(ctx)
-		}
-		return nil
-	}
-	civil := func(t time.Time) (pgtype.Date, pgtype.Time) {
-		lt := t.In(loc)
-		y, m, d := lt.Date()
-		h, mi, s := lt.Clock()
-		return pgtype.Date{Time: time.Date(y, m, d, 0, 0, 0, 0, time.UTC), Valid: true},
-			pgtype.Time{Microseconds: int64(h*3600+mi*60+s) * 1e6, Valid: true}
-	}
-
-	for _, p := range day.HeartRate {
-		ld, lt := civil(p.Start)
-		avg, lo, hi := float32(p.Avg), float32(p.Min), float32(p.Max)
-		err := updateOrCreate(
-			`SELECT 1 FROM intraday_heart_rate WHERE user_id = $1 AND ts = $2 FOR UPDATE`,
-			[]any{userID, p.Start},
-			`INSERT INTO intraday_heart_rate (user_id, ts, local_date, local_time, bpm_avg, bpm_min, bpm_max) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			`UPDATE intraday_heart_rate SET local_date = $3, local_time = $4, bpm_avg = $5, bpm_min = $6, bpm_max = $7 WHERE user_id = $1 AND ts = $2`,
-			[]any{userID, p.Start, ld, lt, avg, lo, hi})
-		if err != nil {
-			return err
-		}
-	}
-	for _, p := range day.Steps {
-		ld, lt := civil(p.Start)
-		n := int32(p.Count)
-		err := updateOrCreate(
-			`SELECT 1 FROM intraday_steps WHERE user_id = $1 AND ts = $2 FOR UPDATE`,
-			[]any{userID, p.Start},
-			`INSERT INTO intraday_steps (user_id, ts, local_date, local_time, steps) VALUES ($1, $2, $3, $4, $5)`,
-			`UPDATE intraday_steps SET local_date = $3, local_time = $4, steps = $5 WHERE user_id = $1 AND ts = $2`,
-			[]any{userID, p.Start, ld, lt, n})
-		if err != nil {
-			return err
-		}
-	}
-	for _, p := range day.Calories {
-		ld, lt := civil(p.Start)
-		k := float32(p.Kcal)
-		err := updateOrCreate(
-			`SELECT 1 FROM intraday_calories WHERE user_id = $1 AND ts = $2 FOR UPDATE`,
-			[]any{userID, p.Start},
-			`INSERT INTO intraday_calories (user_id, ts, local_date, local_time, kcal) VALUES ($1, $2, $3, $4, $5)`,
-			`UPDATE intraday_calories SET local_date = $3, local_time = $4, kcal = $5 WHERE user_id = $1 AND ts = $2`,
-			[]any{userID, p.Start, ld, lt, k})
-		if err != nil {
-			return err
-		}
-	}
-	sm := day.Summary
-	err := updateOrCreate(
-		`SELECT 1 FROM daily_summaries WHERE user_id = $1 AND date = $2 FOR UPDATE`,
-		[]any{userID, pgDateOf(day.Date)},
-		`INSERT INTO daily_summaries (user_id, date, steps, distance_m, calories_total, calories_active, floors,
-			elevation_gain_m, resting_heart_rate, sedentary_minutes, light_minutes, moderate_minutes,
-			vigorous_minutes, azm_fat_burn, azm_cardio, azm_peak)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
-		`UPDATE daily_summaries SET steps = $3, distance_m = $4, calories_total = $5, calories_active = $6,
-			floors = $7, elevation_gain_m = $8, resting_heart_rate = $9, sedentary_minutes = $10,
-			light_minutes = $11, moderate_minutes = $12, vigorous_minutes = $13, azm_fat_burn = $14,
-			azm_cardio = $15, azm_peak = $16, updated_at = now() WHERE user_id = $1 AND date = $2`,
-		[]any{userID, pgDateOf(day.Date), sm.Steps, sm.DistanceM, sm.CaloriesTotal, sm.CaloriesActive, sm.Floors,
-			sm.ElevationGainM, sm.RestingHeartRate, sm.SedentaryMinutes, sm.LightMinutes, sm.ModerateMinutes,
-			sm.VigorousMinutes, sm.AZMFatBurn, sm.AZMCardio, sm.AZMPeak})
-	if err != nil {
-		return err
-	}
-	if !perCallTx {
-		return outer.Commit(ctx)
-	}
-	return nil
-}
-
-func pgDateOf(d health.Date) pgtype.Date {
-	return pgtype.Date{Time: time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, time.UTC), Valid: true}
 }

@@ -3,11 +3,11 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"math"
 	"testing"
 	"time"
 
 	"github.com/studylab/sync-all/internal/auth"
+	"github.com/studylab/sync-all/internal/bench"
 	"github.com/studylab/sync-all/internal/health"
 	"github.com/studylab/sync-all/internal/pgtest"
 	"github.com/studylab/sync-all/internal/store"
@@ -22,36 +22,7 @@ func ptr[T any](v T) *T { return &v }
 // values not reported (nil) and one reported zero. Values are fractional where the columns are
 // real, so a float64 -> real round trip is exercised.
 func fullDay(date health.Date, loc *time.Location, seed int) *health.Day {
-	start := date.In(loc)
-	end := date.AddDays(1).In(loc)
-	d := &health.Day{Date: date, Start: start.UTC(), End: end.UTC()}
-	for t := start; t.Before(end); t = t.Add(time.Minute) {
-		i := len(d.HeartRate) + seed
-		avg := 60 + 20*math.Sin(float64(i)/37) + 0.137
-		d.HeartRate = append(d.HeartRate, health.HeartRate{Start: t.UTC(), Avg: avg, Min: avg - 3.3, Max: avg + 4.1})
-	}
-	for t := start; t.Before(end); t = t.Add(5 * time.Minute) {
-		i := len(d.Steps) + seed
-		d.Steps = append(d.Steps, health.Steps{Start: t.UTC(), Count: int64(i % 97)}) // includes worn zeros
-		d.Calories = append(d.Calories, health.Calories{Start: t.UTC(), Kcal: 4.2 + float64(i%13)/7})
-	}
-	d.Summary = health.Summary{
-		Steps:            ptr(int64(8123 + seed)),
-		DistanceM:        ptr(6021.5),
-		CaloriesTotal:    ptr(2310.25),
-		CaloriesActive:   ptr(512.5),
-		Floors:           nil, // not reported
-		ElevationGainM:   nil,
-		RestingHeartRate: ptr(int64(58)),
-		SedentaryMinutes: ptr(int64(700)),
-		LightMinutes:     ptr(int64(200)),
-		ModerateMinutes:  ptr(int64(0)), // a reported zero stays 0
-		VigorousMinutes:  ptr(int64(12)),
-		AZMFatBurn:       ptr(int64(20)),
-		AZMCardio:        ptr(int64(10)),
-		AZMPeak:          nil,
-	}
-	return d
+	return bench.FullDay(date, loc, seed)
 }
 
 // rowsPerDay is what fullDay sends: summary + heart rate + steps + calories.
