@@ -239,9 +239,10 @@ func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, da
 		}
 	}
 
-	// One hung request must leave room in the participant's budget for the client's retries
-	// (3 attempts): a third of it, at most 30 s (a Google Health API call takes well under 1 s).
-	reqTimeout := min(30*time.Second, o.UserTimeout/3)
+	// Hung requests must leave room in the participant's budget for the client's retries (4
+	// attempts and their backoff): a sixth of it each, at most 30 s (a Google Health API call
+	// takes well under 1 s; the default --user-timeout gives 20 s).
+	reqTimeout := min(30*time.Second, o.UserTimeout/6)
 	api := newAPITransport(o.MaxRPS, reqTimeout, o.Concurrency)
 	hcl, err := health.New(health.Config{BaseURL: o.Config.HealthAPIURL, HTTPClient: &http.Client{Timeout: reqTimeout, Transport: api},
 		DayConcurrency: o.FetchConcurrency})

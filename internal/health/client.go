@@ -22,9 +22,9 @@ type Config struct {
 	// Bearer token on top of its Transport. nil means a client with a 60 s timeout.
 	HTTPClient *http.Client
 	// MaxAttempts bounds the attempts (first try included) of one HTTP call that failed
-	// transiently; default 3. All calls this package makes are reads, so repeating them is safe.
+	// transiently; default 4. All calls this package makes are reads, so repeating them is safe.
 	MaxAttempts int
-	// BaseBackoff is the first retry delay, doubled per attempt and jittered; default 500ms.
+	// BaseBackoff is the first retry delay, doubled per attempt and jittered; default 250ms.
 	BaseBackoff time.Duration
 	// DayConcurrency bounds the calls of one Day in flight at once; 0 means all thirteen, 1 one
 	// after another.
@@ -32,8 +32,8 @@ type Config struct {
 }
 
 const (
-	defaultMaxAttempts = 3
-	defaultBackoff     = 500 * time.Millisecond
+	defaultMaxAttempts = 4
+	defaultBackoff     = 250 * time.Millisecond
 	// maxBackoff caps one retry delay: a participant gets a per-user timeout from the syncer,
 	// and waiting longer than this for one page would rather be spent on the next run.
 	maxBackoff = 30 * time.Second
@@ -110,11 +110,14 @@ func (s *Session) ctx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, tokenKey{}, bearer{s.token})
 }
 
-// call runs one HTTP call with bounded retries for transient failures and returns a classified,
-// scrubbed *Error on failure. A body that does not decode is retried once: a reply corrupted on
-// the way looks exactly like that, and one more read is far cheaper than failing the
-// participant's turn; a second malformed answer is reported. Never retried: 429 (the job defers
-// the participant; hammering a quota makes it worse), reconsent, other 4xx.
+// call runs one HTTP call with bounded retries and returns a classified, scrubbed *Error on
+// failure. Retried, up to MaxAttempts in all, with jittered exponential backoff: transient
+// failures (5xx, network, timeouts), bodies that do not decode (a reply corrupted on the way
+// looks exactly like that, and one more read is far cheaper than failing the participant's
+// turn), and a 429 whose Retry-After is at most maxRetryAfter (the server says when to come back,
+// and it is soon). Not retried: a 429 with a longer or no Retry-After (the job defers the
+// participant to the next run instead of sleeping; hammering a quota makes it worse), reconsent,
+// other 4xx. No retry starts that the context's deadline would cut short.
 func call[T any](ctx context.Context, s *Session, op string, do func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	cctx := s.ctx(ctx)
@@ -124,11 +127,14 @@ func call[T any](ctx context.Context, s *Session, op string, do func(ctx context
 			return v, nil
 		}
 		e := classify(op, err, s.token)
-		retry := e.Kind == KindTransient || (e.Kind == KindMalformed && attempt == 1)
+		wait, retry := retryDelay(e, s.c.cfg.BaseBackoff, attempt)
 		if !retry || attempt >= s.c.cfg.MaxAttempts || ctx.Err() != nil {
 			return zero, e
 		}
-		t := time.NewTimer(backoff(s.c.cfg.BaseBackoff, attempt))
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return zero, e
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -137,6 +143,24 @@ func call[T any](ctx context.Context, s *Session, op string, do func(ctx context
 		case <-t.C:
 		}
 	}
+}
+
+// maxRetryAfter is the longest Retry-After that call waits for; a longer one defers the
+// participant to the next run.
+const maxRetryAfter = 2 * time.Second
+
+// retryDelay says whether a failed attempt is retried, and after how long.
+func retryDelay(e *Error, base time.Duration, attempt int) (time.Duration, bool) {
+	switch e.Kind {
+	case KindTransient, KindMalformed:
+		return backoff(base, attempt), true
+	case KindRateLimited:
+		if e.RetryAfter > 0 && e.RetryAfter <= maxRetryAfter {
+			// A little jitter so the workers the quota stopped together do not return together.
+			return e.RetryAfter + rand.N(e.RetryAfter/4+1), true
+		}
+	}
+	return 0, false
 }
 
 // backoff is exponential with "equal jitter": half the delay fixed, half random, so

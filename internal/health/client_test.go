@@ -43,8 +43,9 @@ func TestPageLoopIsCut(t *testing.T) {
 	}
 }
 
-// TestBackoffHonoursContext: a deadline that falls inside a retry delay ends the call at once,
-// as transient, without a further attempt.
+// TestBackoffHonoursContext: a retry delay that would outlast the deadline is not waited for (the
+// failure is returned at once, with no further attempt), and a context cancelled during a retry
+// delay ends the call at once, as transient, wrapping the cancellation.
 func TestBackoffHonoursContext(t *testing.T) {
 	t.Parallel()
 	srv, n := countingServer(t, 503, `{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}`)
@@ -52,14 +53,26 @@ func TestBackoffHonoursContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	// The delay is at least 15 s (half of maxBackoff); the deadline is 5 s away.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	start := time.Now()
 	_, err = c.Session(testToken).Identity(ctx)
-	if KindOf(err) != KindTransient || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Identity = %v, want transient wrapping the deadline", err)
+	if KindOf(err) != KindTransient || time.Since(start) > 4*time.Second {
+		t.Errorf("Identity = %v after %v, want the 503 as transient at once", err, time.Since(start))
 	}
 	if n.Load() != 1 {
 		t.Errorf("%d requests, want 1 (no attempt after the deadline)", n.Load())
+	}
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel2)
+	_, err = c.Session(testToken).Identity(ctx2)
+	if KindOf(err) != KindTransient || !errors.Is(err, context.Canceled) {
+		t.Errorf("Identity = %v, want transient wrapping the cancellation", err)
+	}
+	if n.Load() != 2 {
+		t.Errorf("%d requests, want 2 (none after the cancellation)", n.Load())
 	}
 }
 

@@ -273,6 +273,8 @@ func TestFaults(t *testing.T) {
 			wantDay: true, hits: cleanHR + 1},
 		{name: "truncated always is transient", fault: healthsim.Fault{Path: hrRollUp, Body: "truncated"},
 			kind: KindTransient, reason: "TRUNCATED", hits: 3},
+		{name: "429 with a short Retry-After is retried", fault: healthsim.Fault{Path: hrRollUp, Status: 429, Reason: "RATE_LIMIT_EXCEEDED", RetryAfter: time.Second, Times: 1},
+			wantDay: true, hits: cleanHR + 1},
 		{name: "429 is not retried", fault: healthsim.Fault{Path: hrRollUp, Status: 429, Reason: "RATE_LIMIT_EXCEEDED", RetryAfter: 30 * time.Second},
 			kind: KindRateLimited, status: 429, reason: "RATE_LIMIT_EXCEEDED", retry: 30 * time.Second, hits: 1},
 		{name: "account not linked", fault: healthsim.Fault{AccountNotLinked: true},
@@ -287,8 +289,8 @@ func TestFaults(t *testing.T) {
 		{name: "legacy 410", fault: healthsim.Fault{Status: 410},
 			kind: KindReconsent, status: 410, once: true, reason: "-"},
 		{name: "revoked grant", revoke: true, kind: KindAPI, status: 401, once: true, reason: "-"},
-		{name: "malformed body is retried once, then reported", fault: healthsim.Fault{Path: hrRollUp, Body: "malformed"},
-			kind: KindMalformed, hits: 2},
+		{name: "malformed body is retried, then reported", fault: healthsim.Fault{Path: hrRollUp, Body: "malformed"},
+			kind: KindMalformed, hits: 3},
 		{name: "malformed once is retried", fault: healthsim.Fault{Path: hrRollUp, Body: "malformed", Times: 1},
 			wantDay: true, hits: cleanHR + 1},
 		{name: "garbage body", fault: healthsim.Fault{Path: "total-calories/dataPoints:rollUp", Body: "garbage"},
@@ -463,7 +465,7 @@ func TestNewRejectsBadBaseURL(t *testing.T) {
 		}
 	}
 	c, err := New(Config{BaseURL: "https://health.googleapis.com"})
-	if err != nil || c.cfg.BaseURL != "https://health.googleapis.com/" || c.cfg.MaxAttempts != 3 || c.cfg.BaseBackoff != 500*time.Millisecond {
+	if err != nil || c.cfg.BaseURL != "https://health.googleapis.com/" || c.cfg.MaxAttempts != 4 || c.cfg.BaseBackoff != 250*time.Millisecond {
 		t.Errorf("defaults: %+v, %v", c, err)
 	}
 }
