@@ -66,6 +66,9 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--steady %d must be at least --first %d", cfg.Steady, cfg.First)
 	}
 	cfg.Bin = filepath.Join(*bin, "sync-all")
+	if _, err := os.Stat("/usr/bin/time"); err != nil && !*skipE2E {
+		fmt.Fprintln(os.Stderr, "bench: /usr/bin/time is missing (apt-get install time): peak RSS will not be measured")
+	}
 	if _, err := os.Stat(cfg.Bin); err != nil {
 		return fmt.Errorf("%w (run `make build` first)", err)
 	}

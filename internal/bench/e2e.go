@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +61,15 @@ type RunResult struct {
 	Inserted     int64
 	Updated      int64
 	WALBytes     int64
-	PeakRSSKiB   int64 // the largest of the processes' peak resident set (getrusage ru_maxrss)
+	PeakRSSKiB   int64         // the largest of the processes' peak resident set (GNU time %M); -1 unknown
+	JobCPU       time.Duration // user+system CPU of the sync-all processes (GNU time %U %S)
+	SimCPU       time.Duration // user+system CPU of this process: the simulator and its HTTP server
+	MachineCPU   time.Duration // busy CPU time of the whole machine (/proc/stat), PostgreSQL included
+}
+
+// Busy is the share of the machine's cores that were busy during the run.
+func (r RunResult) Busy() float64 {
+	return r.MachineCPU.Seconds() / (r.Wall.Seconds() * float64(runtime.NumCPU()))
 }
 
 // PerSec is participants finished per second of wall time.
@@ -177,8 +186,8 @@ func EndToEnd(ctx context.Context, cfg E2EConfig) (E2EResult, error) {
 	add := func(r RunResult, err error) error {
 		if err == nil {
 			res.Runs = append(res.Runs, r)
-			cfg.Log("  %-32s %6d participants in %7.2fs: %7.1f/s, %.2f API calls each, %d rows inserted, peak RSS %d MiB",
-				r.Name, r.Participants, r.Wall.Seconds(), r.PerSec(), r.CallsPer(), r.Inserted, r.PeakRSSKiB/1024)
+			cfg.Log("  %-32s %6d participants in %7.2fs: %7.1f/s, %.2f API calls each, %d rows inserted, peak RSS %s",
+				r.Name, r.Participants, r.Wall.Seconds(), r.PerSec(), r.CallsPer(), r.Inserted, mib(r.PeakRSSKiB))
 		}
 		return err
 	}
@@ -371,13 +380,24 @@ func (e *e2e) runMany(ctx context.Context, name, dsn string, n int, args []strin
 	type proc struct {
 		cmd            *exec.Cmd
 		stdout, stderr bytes.Buffer
-		log            string
+		log, rss       string
 	}
 	procs := make([]*proc, n)
 	for i := range procs {
 		e.seq++
-		p := &proc{log: filepath.Join(e.cfg.Dir, fmt.Sprintf("%02d-%s", e.seq, slug(name)), "sync.log")}
-		p.cmd = exec.CommandContext(ctx, e.cfg.Bin, append([]string{"run"}, args...)...)
+		dir := filepath.Join(e.cfg.Dir, fmt.Sprintf("%02d-%s", e.seq, slug(name)))
+		p := &proc{log: filepath.Join(dir, "sync.log"), rss: filepath.Join(dir, "maxrss")}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return RunResult{}, nil, err
+		}
+		// GNU time reports the job's own peak RSS. A child's rusage as Go's Wait returns it
+		// would not do: it counts the memory the child shared with this (large) process
+		// between fork and exec.
+		argv := append([]string{e.cfg.Bin, "run"}, args...)
+		if haveTime() {
+			argv = append([]string{timeBin, "-f", "%M %U %S", "-o", p.rss}, argv...)
+		}
+		p.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
 		p.cmd.Env = []string{
 			"PATH=" + os.Getenv("PATH"),
 			"DATABASE_URL=" + dsn,
@@ -392,6 +412,7 @@ func (e *e2e) runMany(ctx context.Context, name, dsn string, n int, args []strin
 		p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 		procs[i] = p
 	}
+	sim0, machine0 := selfCPU(), machineCPU()
 	start := time.Now()
 	for _, p := range procs {
 		if err := p.cmd.Start(); err != nil {
@@ -399,15 +420,23 @@ func (e *e2e) runMany(ctx context.Context, name, dsn string, n int, args []strin
 		}
 	}
 	var (
-		peak int64
-		errs error
-		logs []string
+		peak   = int64(-1)
+		jobCPU time.Duration
+		errs   error
+		logs   []string
 	)
 	for _, p := range procs {
 		err := p.cmd.Wait()
-		if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			peak = max(peak, ru.Maxrss) // KiB on Linux
+		kib := int64(-1) // unknown
+		if haveTime() {
+			k, cpu, rerr := readTime(p.rss)
+			if rerr != nil && err == nil {
+				err = rerr
+			}
+			kib = k
+			jobCPU += cpu
 		}
+		peak = max(peak, kib)
 		if err != nil {
 			errs = errors.Join(errs, fmt.Errorf("%s: sync-all run: %w\n%s", name, err, tailOf(p.stderr.String())))
 		}
@@ -415,6 +444,7 @@ func (e *e2e) runMany(ctx context.Context, name, dsn string, n int, args []strin
 	}
 	wall := time.Since(start)
 	r := RunResult{Name: name, Flags: strings.Join(args, " "), Processes: n, Wall: wall, PeakRSSKiB: peak,
+		JobCPU: jobCPU, SimCPU: selfCPU() - sim0, MachineCPU: machineCPU() - machine0,
 		APICalls: e.lat.data.Load() - data0, TokenCalls: e.lat.token.Load() - token0}
 	var walAfter string
 	err = conn.QueryRow(ctx, `
@@ -443,6 +473,69 @@ func (e *e2e) fiveMinutesLater(ctx context.Context, dsn string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, `UPDATE fitbit_users SET last_claimed_at = last_claimed_at - interval '5 minutes'`)
 	return err
+}
+
+// timeBin is GNU time (Debian's "time" package), which measures the peak RSS.
+const timeBin = "/usr/bin/time"
+
+// haveTime reports whether GNU time is installed; without it peak RSS is not measured.
+func haveTime() bool {
+	_, err := os.Stat(timeBin)
+	return err == nil
+}
+
+// readTime reads what GNU time wrote: peak RSS in KiB, user and system seconds (on its last
+// line: a failing command makes it write "Command exited with non-zero status N" first).
+func readTime(path string) (kib int64, cpu time.Duration, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1, 0, fmt.Errorf("GNU time output: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	f := strings.Fields(lines[len(lines)-1])
+	if len(f) != 3 {
+		return -1, 0, fmt.Errorf("GNU time output %q: want peak RSS, user and system time", b)
+	}
+	if kib, err = strconv.ParseInt(f[0], 10, 64); err != nil {
+		return -1, 0, err
+	}
+	for _, v := range f[1:] {
+		sec, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return -1, 0, err
+		}
+		cpu += time.Duration(sec * float64(time.Second))
+	}
+	return kib, cpu, nil
+}
+
+// selfCPU is this process's user+system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the machine's busy CPU time so far (every state of /proc/stat's "cpu" line but
+// idle and iowait), assuming the usual 100 ticks per second.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
 }
 
 // pairedDevices counts each participant's pairedDevices requests so far.

@@ -51,9 +51,18 @@ func Report(w io.Writer, c Conditions, st []StoreResult, e E2EResult) {
 		p("| Run | Participants | Wall | Participants/s | API calls per participant | Rows inserted | Rows updated | WAL | Peak RSS | Flags |")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 		for _, r := range e.Runs {
-			p("| %s | %s | %.2f s | %.1f | %.2f | %s | %s | %s | %d MiB | `%s` |", r.Name, thousands(int64(r.Participants)),
+			p("| %s | %s | %.2f s | %.1f | %.2f | %s | %s | %s | %s | `%s` |", r.Name, thousands(int64(r.Participants)),
 				r.Wall.Seconds(), r.PerSec(), r.CallsPer(), thousands(r.Inserted), thousands(r.Updated), bytesOf(r.WALBytes),
-				r.PeakRSSKiB/1024, r.Flags)
+				mib(r.PeakRSSKiB), r.Flags)
+		}
+		p("")
+		p("Where the time goes (CPU seconds during each run; the machine has %d cores):", runtime.NumCPU())
+		p("")
+		p("| Run | sync-all | simulator | PostgreSQL and the rest | Machine busy |")
+		p("|---|---:|---:|---:|---:|")
+		for _, r := range e.Runs {
+			rest := r.MachineCPU - r.JobCPU - r.SimCPU
+			p("| %s | %.1f s | %.1f s | %.1f s | %.0f%% |", r.Name, r.JobCPU.Seconds(), r.SimCPU.Seconds(), max(rest, 0).Seconds(), 100*r.Busy())
 		}
 		p("")
 		if first, ok := e.Run(RunFirst); ok {
@@ -83,7 +92,7 @@ func Report(w io.Writer, c Conditions, st []StoreResult, e E2EResult) {
 	if r, ok := e.Run(RunSteadyBig); ok {
 		target("Steady state: exactly 1 API call per participant", fmt.Sprintf("%.3f", r.CallsPer()), r.APICalls == int64(r.Participants))
 		target(fmt.Sprintf("Steady state: %s participants < 30 s", thousands(int64(r.Participants))), fmt.Sprintf("%.2f s", r.Wall.Seconds()), r.Wall < 30*time.Second)
-		target("Steady state: peak RSS < 100 MiB", fmt.Sprintf("%d MiB", r.PeakRSSKiB/1024), r.PeakRSSKiB < 100*1024)
+		target("Steady state: peak RSS < 100 MiB", mib(r.PeakRSSKiB), r.PeakRSSKiB >= 0 && r.PeakRSSKiB < 100*1024)
 	}
 	if r, ok := e.Run(RunFirst); ok {
 		target(fmt.Sprintf("First sync of %s participant-days < 45 s", thousands(int64(r.Participants))), fmt.Sprintf("%.2f s", r.Wall.Seconds()), r.Wall < 45*time.Second)
@@ -102,6 +111,13 @@ func Report(w io.Writer, c Conditions, st []StoreResult, e E2EResult) {
 			target("Scale-out: 3 processes ≤ 0.45× the time of 1, no participant twice", fmt.Sprintf("%.2f×, once each: %v", x, e.ScaleOnce), x <= 0.45 && e.ScaleOnce)
 		}
 	}
+}
+
+func mib(kib int64) string {
+	if kib < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%d MiB", kib/1024)
 }
 
 func find(rs []StoreResult, substr string) StoreResult {

@@ -16,8 +16,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,3 +208,18 @@ func withDatabase(dsn, db string) string {
 	// In key=value form a later key wins, so appending is enough.
 	return dsn + " dbname='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(db) + "'"
 }
+
+// RemoveOnExit removes dir when this process ends, however it ends: Main leaves through
+// os.Exit (so a defer would never run) and a timed-out test binary is killed. A shell holding
+// the read end of a pipe sees EOF when the kernel closes our end, whatever killed us, as
+// internal/pglocal's watchdog does for its clusters.
+func RemoveOnExit(dir string) {
+	cmd := exec.Command("/bin/sh", "-c", `read -r _; rm -rf "$0"`, dir)
+	if w, err := cmd.StdinPipe(); err == nil && cmd.Start() == nil {
+		exitPipe = w
+	}
+}
+
+// exitPipe is RemoveOnExit's end of the pipe, held for the life of the process: a collected
+// (closed) pipe would remove the binary while tests still run it.
+var exitPipe io.WriteCloser

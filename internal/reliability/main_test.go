@@ -2,7 +2,6 @@ package reliability
 
 import (
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -31,7 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "reliability:", err)
 		os.Exit(1)
 	}
-	removeOnExit(dir)
+	pgtest.RemoveOnExit(dir)
 	binary = filepath.Join(dir, "sync-all")
 	build := exec.Command("go", "build", "-o", binary, "./cmd/sync-all")
 	build.Dir = filepath.Join("..", "..") // the module root, from this package's directory
@@ -41,21 +40,6 @@ func TestMain(m *testing.M) {
 	}
 	pgtest.Main(m)
 }
-
-// removeOnExit removes dir when this process ends, however it ends: pgtest.Main leaves through
-// os.Exit (so a defer would never run) and a timed-out test binary is killed. A shell holding
-// the read end of a pipe sees EOF when the kernel closes our end, whatever killed us, as
-// internal/pglocal's watchdog does for its clusters.
-func removeOnExit(dir string) {
-	cmd := exec.Command("/bin/sh", "-c", `read -r _; rm -rf "$0"`, dir)
-	if w, err := cmd.StdinPipe(); err == nil && cmd.Start() == nil {
-		exitPipe = w
-	}
-}
-
-// exitPipe is removeOnExit's end of the pipe, held for the life of the process: a collected
-// (closed) pipe would remove the binary while tests still run it.
-var exitPipe io.WriteCloser
 
 // full reports whether the full counts were asked for.
 func full() bool { return os.Getenv(EnvFull) == "1" }
