@@ -1,8 +1,11 @@
 package health
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +17,8 @@ import (
 func TestNormalise(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name, in, want string
-		truncated      bool
+		name, in, want       string
+		truncated, notObject bool
 	}{
 		{name: "empty body means no data", in: "", want: "{}"},
 		{name: "whitespace", in: " \n", want: "{}"},
@@ -24,7 +27,11 @@ func TestNormalise(t *testing.T) {
 			want: `{"rollupDataPoints":[{"steps":{"countSum":"10500"}},{"distance":{"millimetersSum":"12"}}]}`},
 		{name: "doubles and dates untouched", in: `{"a":{"kcalSum":5,"date":{"year":2026},"batteryLevel":85,"countSum":1.5}}`,
 			want: `{"a":{"kcalSum":5,"date":{"year":2026},"batteryLevel":85,"countSum":1.5}}`},
+		{name: "spaces, escapes and nesting", in: "{\"a\" : [ {\"count\":\t-7 , \"s\":\"x\\\"countSum\\\":1\"}, 3 ], \"count\\u0053um\": 9, \"beatsPerMinute\":99999999999999999999}",
+			want: "{\"a\" : [ {\"count\":\t\"-7\" , \"s\":\"x\\\"countSum\\\":1\"}, 3 ], \"count\\u0053um\": \"9\", \"beatsPerMinute\":99999999999999999999}"},
 		{name: "truncated", in: `{"rollupDataPoints":[{"steps":{"countSum":"5"`, truncated: true},
+		{name: "not an object", in: `[1]`, notObject: true},
+		{name: "null then garbage", in: `null x`, notObject: true},
 		{name: "garbage passes through", in: `{"a":1}}garbage`, want: `{"a":1}}garbage`},
 		{name: "not json passes through", in: `<html>`, want: `<html>`},
 	} {
@@ -32,6 +39,12 @@ func TestNormalise(t *testing.T) {
 		if tc.truncated {
 			if !errors.Is(err, errTruncated) {
 				t.Errorf("%s: err %v, want errTruncated", tc.name, err)
+			}
+			continue
+		}
+		if tc.notObject {
+			if !errors.Is(err, errNotObject) {
+				t.Errorf("%s: err %v, want errNotObject", tc.name, err)
 			}
 			continue
 		}
@@ -190,5 +203,62 @@ func TestAPIDate(t *testing.T) {
 	}
 	if _, err := civilDay(&healthapi.CivilDateTime{Date: &healthapi.Date{Year: 2026, Month: 1, Day: 1}, Time: &healthapi.TimeOfDay{}}); err != nil {
 		t.Errorf(`civilDay rejected "time": {}: %v`, err)
+	}
+}
+
+// FuzzNormalise checks the one-pass rewrite against the obvious one (decode, quote integral
+// int64 fields, compare as values) on every input that is a valid JSON object.
+func FuzzNormalise(f *testing.F) {
+	for _, s := range []string{`{"steps":{"countSum":10500}}`, `{"a":[{"count":-7,"x":"\"countSum\":1"}],"count\u0053um":9}`,
+		`{"kcalSum":5,"countSum":1.5,"beatsPerMinute":1e3}`, `{"rollupDataPoints":[{"heartRate":{"beatsPerMinuteAvg":61.5}}]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var want any
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if !json.Valid(body) || dec.Decode(&want) != nil {
+			return
+		}
+		if _, ok := want.(map[string]any); !ok {
+			if _, err := normalise(body); !errors.Is(err, errNotObject) {
+				t.Fatalf("non-object %q: err %v", body, err)
+			}
+			return
+		}
+		referenceQuote(want)
+		got, err := normalise(body)
+		if err != nil {
+			t.Fatalf("normalise(%q): %v", body, err)
+		}
+		var have any
+		dec = json.NewDecoder(bytes.NewReader(got))
+		dec.UseNumber()
+		if err := dec.Decode(&have); err != nil {
+			t.Fatalf("normalise(%q) = %q, not JSON: %v", body, got, err)
+		}
+		if d := cmp.Diff(want, have); d != "" {
+			t.Fatalf("normalise(%q) = %q (-reference +got):\n%s", body, got, d)
+		}
+	})
+}
+
+// referenceQuote is the decode-and-rewrite normalise used to do.
+func referenceQuote(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if n, ok := e.(json.Number); ok && int64Keys[k] {
+				if _, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+					x[k] = string(n)
+				}
+				continue
+			}
+			referenceQuote(e)
+		}
+	case []any:
+		for _, e := range x {
+			referenceQuote(e)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // tokenKey carries a Session's access token from Session.ctx to transport.RoundTrip.
@@ -99,13 +100,20 @@ var int64Keys = map[string]bool{
 //   - integral JSON numbers under int64Keys become strings.
 //
 // Anything else that is not valid JSON is passed through unchanged, so the generated client's
-// own decode error reports it (classified malformed).
+// own decode error reports it (classified malformed). The common case, an object whose braces
+// balance, is rewritten in one pass over its bytes and left for the generated decoder to check;
+// anything else is decoded here, to tell a cut-off body from a wrong one.
 func normalise(body []byte) ([]byte, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		return []byte("{}"), nil
 	}
+	if trimmed[0] == '{' {
+		if out, ok := quoteInt64s(body); ok {
+			return out, nil
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -116,40 +124,99 @@ func normalise(body []byte) ([]byte, error) {
 	if _, ok := v.(map[string]any); !ok {
 		return nil, errNotObject
 	}
-	if !quoteInt64s(v) {
-		return body, nil
-	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return body, nil
-	}
-	return out, nil
+	return body, nil // an object followed by garbage: the generated decoder reports it
 }
 
-// quoteInt64s rewrites integral json.Numbers under int64Keys in place and reports whether it
-// changed anything.
-func quoteInt64s(v any) bool {
-	changed := false
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if n, ok := e.(json.Number); ok && int64Keys[k] {
-				if _, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-					x[k] = string(n)
-					changed = true
+// quoteInt64s returns b with every integral number that is the value of a key in int64Keys
+// quoted (b itself when there is none: nothing is copied then), and whether b is one balanced
+// value: every string closed, and its brackets closing exactly at its end. It does not check the
+// rest of the grammar; the generated decoder does.
+func quoteInt64s(b []byte) ([]byte, bool) {
+	var out []byte // nil until the first rewrite
+	last, depth, closed := 0, 0, false
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c != '"' {
+			switch c {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth < 0 {
+					return b, false
 				}
-				continue
+				closed = closed || depth == 0
+			default:
+				if closed && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+					return b, false // something after the value
+				}
 			}
-			if quoteInt64s(e) {
-				changed = true
+			i++
+			continue
+		}
+		if closed {
+			return b, false
+		}
+		// A string: find its end, skipping escaped characters.
+		j, escaped := i+1, false
+		for ; j < len(b) && b[j] != '"'; j++ {
+			if b[j] == '\\' {
+				escaped = true
+				j++
 			}
 		}
-	case []any:
-		for _, e := range x {
-			if quoteInt64s(e) {
-				changed = true
+		if j >= len(b) {
+			return b, false // unterminated
+		}
+		str := b[i+1 : j]
+		i = skipSpace(b, j+1)
+		if i >= len(b) || b[i] != ':' {
+			continue // a value, not a key
+		}
+		v := skipSpace(b, i+1)
+		if v >= len(b) || (b[v] != '-' && (b[v] < '0' || b[v] > '9')) {
+			i = v
+			continue
+		}
+		e := v
+		for e < len(b) && strings.IndexByte("+-.0123456789eE", b[e]) >= 0 {
+			e++
+		}
+		if isInt64Key(str, escaped) {
+			if _, err := strconv.ParseInt(string(b[v:e]), 10, 64); err == nil {
+				out = append(out, b[last:v]...)
+				out = append(out, '"')
+				out = append(out, b[v:e]...)
+				out = append(out, '"')
+				last = e
 			}
 		}
+		i = e
 	}
-	return changed
+	if depth != 0 || !closed {
+		return b, false
+	}
+	if out == nil {
+		return b, true
+	}
+	return append(out, b[last:]...), true
+}
+
+// isInt64Key reports whether the raw key (between its quotes) names an int64Keys field.
+func isInt64Key(raw []byte, escaped bool) bool {
+	if !escaped {
+		return int64Keys[string(raw)]
+	}
+	var k string
+	if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &k) != nil {
+		return false
+	}
+	return int64Keys[k]
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
