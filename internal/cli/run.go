@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -255,11 +256,13 @@ func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, da
 	}
 
 	host, _ := os.Hostname()
-	run := store.Run{StartedAt: started, Hostname: host, Version: version, Status: store.RunRunning}
+	holder := fmt.Sprintf("%s:%d:%d", host, os.Getpid(), started.UnixNano())
+	run := store.Run{StartedAt: started, Hostname: host, Version: version, Status: store.RunRunning, Holder: holder}
 	if !o.DryRun {
 		if run.ID, err = st.StartRun(ctx, run); err != nil {
 			return 0, abortErr(fmt.Errorf("record run start: %w", err))
 		}
+		abandonDeadRuns(ctx, st, host, run.ID, log)
 	}
 	if o.Config.TokenKeys == nil {
 		log.Warn("tokens are stored unencrypted", logging.KeyHint, "set SYNC_TOKEN_KEY_FILE; see deploy/sync-all.env.example")
@@ -268,7 +271,7 @@ func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, da
 
 	s := &syncer.Syncer{Store: st, Auth: am, Health: hcl, Log: log, Now: e.Now}
 	res, err := s.Run(ctx, syncer.Options{
-		Holder:      fmt.Sprintf("%s:%d:%d", host, os.Getpid(), started.UnixNano()),
+		Holder:      holder,
 		Concurrency: o.Concurrency, MinInterval: o.MinInterval, UserTimeout: o.UserTimeout,
 		MaxCatchupDays: o.MaxCatchupDays, Date: date, Users: users, DryRun: o.DryRun, ForceRefresh: o.ForceRefresh,
 	})
@@ -328,6 +331,62 @@ func (o *RunOptions) runLocked(ctx context.Context, e *Env, log *slog.Logger, da
 		return 0, abortErr(fmt.Errorf("%w (database %s)", res.Aborted, store.RedactDSN(o.Config.DatabaseURL)))
 	}
 	return code, nil
+}
+
+// abandonDeadRuns marks as aborted the runs of this host still marked running whose process is
+// gone: killed, or cut off from the database before it could record its end. Runs of other hosts
+// are left alone (their processes cannot be seen from here). Failures are only logged.
+func abandonDeadRuns(ctx context.Context, st *store.Store, host string, self int64, log *slog.Logger) {
+	runs, err := st.RunningOn(ctx, host, self)
+	if err != nil {
+		log.Warn("cannot check for abandoned runs", logging.KeyError, err)
+		return
+	}
+	for id, holder := range runs {
+		pid := holderPID(holder)
+		if pid <= 0 || processAlive(pid) {
+			continue
+		}
+		reason := fmt.Sprintf("its process (pid %d) ended without recording the end of the run: killed, or its database went away", pid)
+		if ok, err := st.AbandonRun(ctx, id, reason); err != nil {
+			log.Warn("cannot mark an abandoned run", logging.KeyRunID, id, logging.KeyError, err)
+		} else if ok {
+			log.Warn("marked an abandoned run as aborted", "abandoned_run_id", id, "pid", pid)
+		}
+	}
+}
+
+// holderPID reads the pid of a "host:pid:start" lease holder; 0 if there is none.
+func holderPID(holder string) int {
+	parts := strings.Split(holder, ":")
+	if len(parts) < 3 {
+		return 0
+	}
+	pid, err := strconv.Atoi(parts[len(parts)-2])
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// processAlive reports whether pid is a live sync-all on this host: this process, or a process
+// that exists and (where /proc says) runs a program named like sync-all or like this one. A pid
+// reused by another program, or a zombie, counts as gone.
+func processAlive(pid int) bool {
+	if pid == os.Getpid() {
+		return true
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+	self := filepath.Base(os.Args[0])
+	name := filepath.Base(argv0)
+	return argv0 != "" && (strings.Contains(name, "sync-all") || name == self)
 }
 
 // statusHint tells the operator what a participant who cannot be synced needs.

@@ -237,11 +237,17 @@ func TestDatabaseFaults(t *testing.T) {
 		logs = append(logs, readFile(t, filepath.Join(w.dir, "host", f+".log")))
 	}
 	w.checkNoSecrets(logs...)
-	// A run that lost its database cannot record its end: its sync_runs row stays "running",
-	// as a killed run's does.
-	running := w.queryInt(`SELECT count(*) FROM sync_runs WHERE status = 'running'`)
-	t.Logf("RELIABILITY dbfaults participants=%d runs_left_running=%d down=%s stopped=%s restarted=%s save_fails=%s synced_before_stop=%s synced_before_restart=%s unsaved_refreshes=%s grace_replays_after=%s next_run=exit0 converged=%d/%d grants_ok=%d/%d invalid_grants=%d",
-		n, running, figures["down"], figures["stopped"], figures["restarted"], figures["save_fails"], figures["stopped_synced_before"],
+	// A run that lost its database cannot record its end; the next run on the host sees its
+	// process is gone and marks it aborted.
+	if running := w.queryInt(`SELECT count(*) FROM sync_runs WHERE status = 'running'`); running != 0 {
+		t.Errorf("%d sync_runs rows still 'running': the runs that lost their database were not marked aborted", running)
+	}
+	abandoned := w.queryInt(`SELECT count(*) FROM sync_runs WHERE status = 'aborted' AND error LIKE '%ended without recording%'`)
+	if abandoned == 0 {
+		t.Error("no run that lost its database was marked aborted afterwards")
+	}
+	t.Logf("RELIABILITY dbfaults participants=%d runs_marked_aborted=%d down=%s stopped=%s restarted=%s save_fails=%s synced_before_stop=%s synced_before_restart=%s unsaved_refreshes=%s grace_replays_after=%s next_run=exit0 converged=%d/%d grants_ok=%d/%d invalid_grants=%d",
+		n, abandoned, figures["down"], figures["stopped"], figures["restarted"], figures["save_fails"], figures["stopped_synced_before"],
 		figures["restarted_synced_before"], figures["unsaved_refreshes"], figures["grace_replays"],
 		n-w.unconverged(), n, grants, n, st.InvalidGrants)
 }

@@ -11,6 +11,7 @@ type Run struct {
 	ID                    int64
 	StartedAt, FinishedAt time.Time // FinishedAt zero = still running
 	Hostname, Version     string
+	Holder                string // the run's lease holder, "host:pid:start"
 	UsersTotal, UsersOK   int
 	UsersFailed           int
 	UsersSkipped          int
@@ -20,15 +21,15 @@ type Run struct {
 }
 
 const startRunSQL = `
-INSERT INTO sync_runs (started_at, hostname, version, users_total, status)
-VALUES (coalesce($1, now()), $2, $3, $4, coalesce(nullif($5, ''), 'running'))
+INSERT INTO sync_runs (started_at, hostname, version, users_total, status, holder)
+VALUES (coalesce($1, now()), $2, $3, $4, coalesce(nullif($5, ''), 'running'), nullif($6, ''))
 RETURNING id`
 
 // StartRun records a run as started (Status "" = running) and returns its id.
 func (s *Store) StartRun(ctx context.Context, r Run) (int64, error) {
 	var id int64
 	err := s.pool.QueryRow(ctx, startRunSQL, nullTime(r.StartedAt), r.Hostname, r.Version,
-		r.UsersTotal, r.Status).Scan(&id)
+		r.UsersTotal, r.Status, r.Holder).Scan(&id)
 	if err != nil {
 		return 0, translateRunStatus(err, "start run", r.Status)
 	}
@@ -53,6 +54,38 @@ func (s *Store) FinishRun(ctx context.Context, r Run) error {
 		return fmt.Errorf("finish run %d: %w", r.ID, ErrNotFound)
 	}
 	return nil
+}
+
+// RunningOn lists the runs of hostname still marked running, other than run except, by id and
+// holder (runs recorded before holders were, have none and are not listed).
+func (s *Store) RunningOn(ctx context.Context, hostname string, except int64) (map[int64]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, holder FROM sync_runs
+		WHERE status = 'running' AND hostname = $1 AND id <> $2 AND holder IS NOT NULL`, hostname, except)
+	if err != nil {
+		return nil, translate(err, "list running runs")
+	}
+	out := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var holder string
+		if err := rows.Scan(&id, &holder); err != nil {
+			rows.Close()
+			return nil, translate(err, "list running runs")
+		}
+		out[id] = holder
+	}
+	return out, translate(rows.Err(), "list running runs")
+}
+
+// AbandonRun marks a run that is still marked running as aborted with reason; it reports
+// whether it did (false: the run finished meanwhile).
+func (s *Store) AbandonRun(ctx context.Context, id int64, reason string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE sync_runs SET status = 'aborted', error = $2
+		WHERE id = $1 AND status = 'running'`, id, reason)
+	if err != nil {
+		return false, translate(err, fmt.Sprintf("abandon run %d", id))
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 func translateRunStatus(err error, what, status string) error {

@@ -268,3 +268,46 @@ func TestRuns(t *testing.T) {
 		t.Errorf("unknown run: %v", err)
 	}
 }
+
+// A run still marked running is listed for its host (not for others, not once finished, not the
+// asking run itself) and can be marked aborted once; a run that finished meanwhile is not.
+func TestAbandonRun(t *testing.T) {
+	t.Parallel()
+	st := pgtest.New(t)
+	ctx := context.Background()
+	start := func(host, holder string) int64 {
+		t.Helper()
+		id, err := st.StartRun(ctx, store.Run{Hostname: host, Holder: holder})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	dead := start("h1", "h1:101:1")
+	done := start("h1", "h1:102:2")
+	other := start("h2", "h2:103:3")
+	self := start("h1", "h1:104:4")
+	if err := st.FinishRun(ctx, store.Run{ID: done, Status: store.RunOK}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.RunningOn(ctx, "h1", self)
+	if err != nil || len(got) != 1 || got[dead] != "h1:101:1" {
+		t.Fatalf("RunningOn(h1) = %v, %v; want only run %d", got, err, dead)
+	}
+	if ok, err := st.AbandonRun(ctx, dead, "gone"); err != nil || !ok {
+		t.Fatalf("AbandonRun = %v, %v", ok, err)
+	}
+	if ok, err := st.AbandonRun(ctx, dead, "gone"); err != nil || ok {
+		t.Fatalf("second AbandonRun = %v, %v; want false", ok, err)
+	}
+	if ok, err := st.AbandonRun(ctx, done, "gone"); err != nil || ok {
+		t.Fatalf("AbandonRun of a finished run = %v, %v; want false", ok, err)
+	}
+	var status, reason string
+	if err := st.Pool().QueryRow(ctx, `SELECT status, error FROM sync_runs WHERE id = $1`, dead).Scan(&status, &reason); err != nil || status != "aborted" || reason != "gone" {
+		t.Errorf("abandoned run: %s %q %v", status, reason, err)
+	}
+	if got, _ := st.RunningOn(ctx, "h2", self); len(got) != 1 || got[other] == "" {
+		t.Errorf("RunningOn(h2) = %v", got)
+	}
+}
