@@ -114,6 +114,7 @@ func normalise(body []byte) ([]byte, error) {
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // a number too large for float64 is still a value, not an error
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
