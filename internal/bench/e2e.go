@@ -587,7 +587,9 @@ func (e *e2e) checkOnce(ids []string, before map[string]int, logs []string) (boo
 var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
 
 // slug names a run's log folder after the run.
-func slug(s string) string { return strings.Trim(nonWord.ReplaceAllString(strings.ToLower(s), "-"), "-") }
+func slug(s string) string {
+	return strings.Trim(nonWord.ReplaceAllString(strings.ToLower(s), "-"), "-")
+}
 
 func tailOf(s string) string {
 	if len(s) > 2000 {
