@@ -459,6 +459,21 @@ func (w *world) checkGrants() int {
 	return len(users)
 }
 
+// checkRunsEnded asserts that no sync_runs row is left 'running' and that at least one run whose
+// process died (the ones what names) was marked aborted by a later run on the host; it returns how
+// many were.
+func (w *world) checkRunsEnded(what string) int64 {
+	w.t.Helper()
+	if n := w.queryInt(`SELECT count(*) FROM sync_runs WHERE status = 'running'`); n != 0 {
+		w.t.Errorf("%d sync_runs rows still 'running': %s were not marked aborted", n, what)
+	}
+	abandoned := w.queryInt(`SELECT count(*) FROM sync_runs WHERE status = 'aborted' AND error LIKE '%ended without recording%'`)
+	if abandoned == 0 {
+		w.t.Errorf("none of %s was marked aborted: the check proves nothing", what)
+	}
+	return abandoned
+}
+
 // checkStats asserts that the simulator never answered invalid_grant and never saw a refresh
 // token presented again after its replacement was used.
 func (w *world) checkStats(what string) healthsim.Stats {
