@@ -334,10 +334,15 @@ func (e *e2e) enroll(ctx context.Context, dsn string, n int, synced bool) error 
 		zones, days []string
 		syncs       []time.Time
 	)
+	locs := map[string]*time.Location{} // LoadLocation reads the zone file on every call
 	for _, id := range ids {
-		loc, err := time.LoadLocation(e.zone[id])
-		if err != nil {
-			return err
+		loc, ok := locs[e.zone[id]]
+		if !ok {
+			var err error
+			if loc, err = time.LoadLocation(e.zone[id]); err != nil {
+				return err
+			}
+			locs[e.zone[id]] = loc
 		}
 		zones = append(zones, e.zone[id])
 		days = append(days, health.DateOf(now.In(loc)).String())
